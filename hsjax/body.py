@@ -1,0 +1,387 @@
+"""SMPL body model: the model pytree, loaders, and forward kinematics with linear blend skinning.
+
+The maths follows the SMPL paper (Loper et al., SIGGRAPH Asia 2015) and is numerically
+interchangeable with the ``smplx`` package's ``SMPL`` layer (tested against it):
+
+1. shape: ``v_shaped = v_template + shapedirs · betas``;
+2. joints regressed from the *shaped, unposed* mesh: ``J = J_regressor @ v_shaped``;
+3. pose blend shapes on SMPL's ``lrotmin`` feature, ``(R_j − I)`` of joints 1..23 flattened
+   row-major (feature ``9 (j − 1) + 3 row + col``): ``v_posed = v_shaped + P · feature``;
+4. the kinematic chain ``G_j = G_parent(j) · [R_j | J_j − J_parent(j)]`` (the root rotates
+   about the pelvis joint, not the origin) and the relative transforms
+   ``A_j = G_j · [I | −J_j]`` that map rest-pose points to posed points;
+5. LBS: ``v = Σ_j w_j A_j v_posed``, then ``transl`` is added.
+
+Conventions: 24 joints in SMPL order, axis-angle ``body_pose [..., 23, 3]``,
+``global_orient [..., 3]``, ``transl [..., 3]``, metres, y up, the body facing +z.
+Batch axes lead and broadcast against each other.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hsjax import rotations
+
+NUM_JOINTS = 24
+NUM_POSE_FEATURES = 9 * (NUM_JOINTS - 1)  # 207
+
+SMPL_JOINT_NAMES = (
+    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
+    "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar",
+    "right_collar", "head", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
+    "left_wrist", "right_wrist", "left_hand", "right_hand")
+
+SMPL_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21)
+
+# Name of the embedded CC0 model (see hsjax/assets/DEFAULT_BODY.md).
+DEFAULT_BODY_FILE = "default_body.npz"
+
+
+@flax.struct.dataclass(kw_only=True)
+class BodyModel:
+  """An SMPL-format body model (constant during fitting; never optimised)."""
+
+  v_template: jax.Array  # [V, 3] rest (T-pose) vertices, metres.
+  shapedirs: jax.Array  # [V, 3, B] shape blend shapes (β ~ N(0, I)).
+  posedirs: jax.Array  # [P=207, V*3] pose blend shapes, smplx layout (column 3 v + d).
+  J_regressor: jax.Array  # [24, V] joint regressor (dense).
+  lbs_weights: jax.Array  # [V, 24] skinning weights, rows sum to 1.
+  faces: jax.Array  # [F, 3] int32 triangle vertex indices, outward (counter-clockwise).
+  parents: tuple[int, ...] = flax.struct.field(pytree_node=False)  # [24], root = -1.
+  # False when posedirs is all zero (the default body): the 207 × 3V product is skipped.
+  has_posedirs: bool = flax.struct.field(pytree_node=False, default=True)
+  name: str = flax.struct.field(pytree_node=False, default="")
+
+  @property
+  def num_vertices(self) -> int:
+    return self.v_template.shape[0]
+
+  @property
+  def num_betas(self) -> int:
+    return self.shapedirs.shape[-1]
+
+
+@flax.struct.dataclass(kw_only=True)
+class BodyOutput:
+  """The posed body (batch axes ``...`` as in the inputs)."""
+
+  vertices: jax.Array  # [..., V, 3] posed vertices, metres (``transl`` included).
+  joints: jax.Array  # [..., 24, 3] posed joints (``transl`` included).
+  # [..., 24, 4, 4] world transforms that LBS applies: rest-pose point -> posed point, with
+  # ``transl`` in the translation column (smplx's ``A`` plus ``transl``).
+  transforms: jax.Array
+  rotmats: jax.Array  # [..., 24, 3, 3] local joint rotations (global orient first).
+
+
+# ------------------------------------------------------------------------------------------
+# Loading
+
+
+def _as_float32(name: str, source: str, value, shape_hint: str) -> np.ndarray:
+  array = np.asarray(value)
+  if array.dtype == object:
+    raise ValueError(f"{source}: field '{name}' is a Python object array; expected a numeric "
+                     f"array {shape_hint}")
+  if not np.all(np.isfinite(array)):
+    raise ValueError(f"{source}: field '{name}' contains NaN or inf")
+  return array.astype(np.float32)
+
+
+def _dense(value) -> np.ndarray:
+  """A scipy.sparse matrix (or anything array-like) as a dense ndarray."""
+  if hasattr(value, "toarray"):
+    return np.asarray(value.toarray())
+  return np.asarray(value)
+
+
+def body_model_from_arrays(data: dict, *, num_betas: int = 10, source: str = "<arrays>"
+                           ) -> BodyModel:
+  """Builds a :class:`BodyModel` from SMPL-file fields (the keys of an SMPL ``.pkl``).
+
+  Args:
+    data: mapping with ``v_template [V,3]``, ``shapedirs [V,3,B']``, ``posedirs [V,3,207]``
+      (or already ``[207, V*3]``), ``J_regressor [24,V]`` (dense or scipy sparse),
+      ``weights [V,24]``, ``kintree_table [2,24]`` and ``f [F,3]``.
+    num_betas: number of shape components kept (the first ``num_betas`` of ``shapedirs``).
+    source: file name used in error messages.
+  """
+  required = ("v_template", "shapedirs", "J_regressor", "weights", "kintree_table", "f")
+  missing = [k for k in required if k not in data]
+  if missing:
+    raise ValueError(f"{source}: missing SMPL field(s) {missing}; found {sorted(data)}")
+  v_template = _as_float32("v_template", source, data["v_template"], "[V, 3]")
+  if v_template.ndim != 2 or v_template.shape[1] != 3:
+    raise ValueError(f"{source}: v_template must be [V, 3], found {v_template.shape}")
+  num_verts = v_template.shape[0]
+
+  shapedirs = _as_float32("shapedirs", source, data["shapedirs"], "[V, 3, B]")
+  if shapedirs.ndim != 3 or shapedirs.shape[:2] != (num_verts, 3):
+    raise ValueError(f"{source}: shapedirs must be [{num_verts}, 3, B], found {shapedirs.shape}")
+  if shapedirs.shape[2] < num_betas:
+    raise ValueError(f"{source}: num_betas={num_betas} requested but shapedirs has only "
+                     f"{shapedirs.shape[2]} components")
+  shapedirs = shapedirs[:, :, :num_betas]
+
+  if data.get("posedirs") is None:
+    posedirs = np.zeros((NUM_POSE_FEATURES, num_verts * 3), np.float32)
+  else:
+    posedirs = _as_float32("posedirs", source, data["posedirs"], "[V, 3, 207]")
+    if posedirs.shape == (num_verts, 3, NUM_POSE_FEATURES):
+      posedirs = posedirs.reshape(num_verts * 3, NUM_POSE_FEATURES).T
+    elif posedirs.shape != (NUM_POSE_FEATURES, num_verts * 3):
+      raise ValueError(f"{source}: posedirs must be [{num_verts}, 3, 207] (SMPL file) or "
+                       f"[207, {num_verts * 3}], found {posedirs.shape}")
+
+  j_regressor = _as_float32("J_regressor", source, _dense(data["J_regressor"]), "[24, V]")
+  if j_regressor.shape != (NUM_JOINTS, num_verts):
+    raise ValueError(f"{source}: J_regressor must be [24, {num_verts}], found "
+                     f"{j_regressor.shape}")
+  weights = _as_float32("weights", source, data["weights"], "[V, 24]")
+  if weights.shape != (num_verts, NUM_JOINTS):
+    raise ValueError(f"{source}: weights must be [{num_verts}, 24], found {weights.shape}")
+
+  kintree = np.asarray(data["kintree_table"]).astype(np.int64)
+  if kintree.shape != (2, NUM_JOINTS):
+    raise ValueError(f"{source}: kintree_table must be [2, 24], found {kintree.shape}")
+  parents = [int(p) for p in kintree[0]]
+  parents[0] = -1  # stored as 4294967295 in SMPL files
+  if any(not 0 <= p < i for i, p in enumerate(parents) if i > 0):
+    raise ValueError(f"{source}: kintree_table parents {parents} are not topologically "
+                     "ordered (parent index must be smaller than the joint index)")
+
+  faces = np.asarray(data["f"])
+  if faces.ndim != 2 or faces.shape[1] != 3:
+    raise ValueError(f"{source}: f (faces) must be [F, 3], found {faces.shape}")
+  faces = faces.astype(np.int64)
+  if faces.min() < 0 or faces.max() >= num_verts:
+    raise ValueError(f"{source}: f (faces) indices must lie in [0, {num_verts}), found "
+                     f"[{faces.min()}, {faces.max()}]")
+
+  return BodyModel(
+      v_template=jnp.asarray(v_template),
+      shapedirs=jnp.asarray(shapedirs),
+      posedirs=jnp.asarray(posedirs),
+      J_regressor=jnp.asarray(j_regressor),
+      lbs_weights=jnp.asarray(weights),
+      faces=jnp.asarray(faces.astype(np.int32)),
+      parents=tuple(parents),
+      has_posedirs=bool(np.any(posedirs != 0)),
+      name=os.path.basename(str(source)),
+  )
+
+
+def default_body_path() -> str:
+  """Path of the embedded CC0 default body (SMPL-layout ``.npz``)."""
+  return str(resources.files("hsjax") / "assets" / DEFAULT_BODY_FILE)
+
+
+def read_body_file(path: str) -> dict:
+  """Reads the fields of an SMPL-format ``.pkl`` or ``.npz`` file without running code.
+
+  ``.pkl`` files (as distributed by the SMPL site, with chumpy objects and scipy sparse
+  matrices) go through a restricted unpickler that refuses every global outside a short
+  whitelist; ``.npz`` files are read with ``allow_pickle=False``, and only if they hold object
+  arrays (e.g. a pickled sparse ``J_regressor``) are those members read by the same restricted
+  unpickler.
+  """
+  from hsjax import smpl_pickle  # pylint: disable=g-import-not-at-top
+
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"body model file not found: {path}")
+  ext = os.path.splitext(path)[1].lower()
+  if ext == ".pkl":
+    return smpl_pickle.load_smpl_pickle(path)
+  if ext == ".npz":
+    return smpl_pickle.load_npz_restricted(path)
+  raise ValueError(f"{path}: unknown body model extension '{ext}'; expected .pkl or .npz")
+
+
+def load_body_model(path_or_name: str = "default", num_betas: int = 10) -> BodyModel:
+  """Loads an SMPL-format body model.
+
+  Args:
+    path_or_name: ``"default"`` for the embedded CC0 body (built from MakeHuman assets), or
+      the path of an official SMPL ``.pkl`` (v1.0 / v1.1, any gender; chumpy not needed) or of
+      a smplx-style ``.npz``; a directory is searched for ``SMPL_NEUTRAL.pkl`` / ``.npz``.
+    num_betas: shape components kept.
+  """
+  if path_or_name == "default":
+    path = default_body_path()
+    if not os.path.exists(path):
+      raise FileNotFoundError(f"the embedded default body is missing: {path}; rebuild it with "
+                              "`python tools/build_default_body.py`")
+  else:
+    path = os.fspath(path_or_name)
+    if os.path.isdir(path):
+      candidates = [os.path.join(path, f"SMPL_NEUTRAL{e}") for e in (".pkl", ".npz")]
+      found = [c for c in candidates if os.path.exists(c)]
+      if not found:
+        raise FileNotFoundError(f"{path}: no SMPL_NEUTRAL.pkl or SMPL_NEUTRAL.npz in directory")
+      path = found[0]
+  model = body_model_from_arrays(read_body_file(path), num_betas=num_betas, source=path)
+  return model.replace(name="default" if path_or_name == "default" else model.name)
+
+
+# ------------------------------------------------------------------------------------------
+# Forward kinematics
+
+
+def shape_blend(model: BodyModel, betas: jax.Array) -> jax.Array:
+  """Shaped rest mesh: [..., B] -> [..., V, 3]."""
+  return model.v_template + jnp.einsum("...b,vdb->...vd", betas, model.shapedirs)
+
+
+def pose_features(rotmats: jax.Array) -> jax.Array:
+  """SMPL's ``lrotmin`` feature: [..., 24, 3, 3] -> [..., 207] = (R_j − I), j = 1..23."""
+  eye = jnp.eye(3, dtype=rotmats.dtype)
+  return (rotmats[..., 1:, :, :] - eye).reshape(*rotmats.shape[:-3], NUM_POSE_FEATURES)
+
+
+def pose_blend(model: BodyModel, rotmats: jax.Array) -> jax.Array:
+  """Pose-corrective offsets: [..., 24, 3, 3] -> [..., V, 3] (zeros without posedirs)."""
+  batch = rotmats.shape[:-3]
+  if not model.has_posedirs:
+    return jnp.zeros((*batch, model.num_vertices, 3), rotmats.dtype)
+  offsets = pose_features(rotmats) @ model.posedirs
+  return offsets.reshape(*batch, model.num_vertices, 3)
+
+
+def kinematic_chain(rotmats: jax.Array, joints: jax.Array, parents: tuple[int, ...]
+                    ) -> tuple[jax.Array, jax.Array]:
+  """Composes local joint rotations along the tree.
+
+  Args:
+    rotmats: [..., J, 3, 3] local rotations.
+    joints: [..., J, 3] rest-pose joint locations.
+    parents: static parent indices, ``parents[i] < i``, root -1.
+
+  Returns:
+    ``(posed_joints [..., J, 3], relative_transforms [..., J, 4, 4])``; the latter map
+    rest-pose points to posed points (smplx's ``A``).
+  """
+  parent_joints = joints[..., [max(p, 0) for p in parents], :]
+  rel_joints = joints - jnp.where(jnp.asarray(parents)[:, None] >= 0, parent_joints, 0.0)
+  # The chain is unrolled at trace time (24 tiny 3x3 products); rotation and translation
+  # are kept apart instead of 4x4 products.
+  global_rot = [rotmats[..., 0, :, :]]
+  global_t = [rel_joints[..., 0, :]]
+  for i in range(1, len(parents)):
+    p = parents[i]
+    global_rot.append(global_rot[p] @ rotmats[..., i, :, :])
+    global_t.append(global_t[p] + jnp.einsum("...ij,...j->...i", global_rot[p],
+                                             rel_joints[..., i, :]))
+  rot = jnp.stack(global_rot, axis=-3)  # [..., J, 3, 3]
+  posed_joints = jnp.stack(global_t, axis=-2)  # [..., J, 3]
+  t_rel = posed_joints - jnp.einsum("...jik,...jk->...ji", rot, joints)
+  return posed_joints, make_transforms(rot, t_rel)
+
+
+def make_transforms(rot: jax.Array, t: jax.Array) -> jax.Array:
+  """[..., 3, 3] and [..., 3] -> [..., 4, 4] homogeneous transforms."""
+  top = jnp.concatenate([rot, t[..., None]], axis=-1)
+  bottom = jnp.broadcast_to(jnp.array([0.0, 0.0, 0.0, 1.0], rot.dtype), (*rot.shape[:-2], 1, 4))
+  return jnp.concatenate([top, bottom], axis=-2)
+
+
+def skinning_transforms(weights: jax.Array, transforms: jax.Array) -> jax.Array:
+  """Blended per-point transforms: weights [..., N, J], transforms [..., J, 4, 4] -> [..., N, 4, 4].
+
+  Warning: the blended 3x3 block is in general not a rotation (linear blend skinning).
+  """
+  return jnp.einsum("...nj,...jab->...nab", weights, transforms)
+
+
+def apply_transforms(transforms: jax.Array, points: jax.Array) -> jax.Array:
+  """[..., N, 4, 4] applied to points [..., N, 3] -> [..., N, 3]."""
+  return jnp.einsum("...nij,...nj->...ni", transforms[..., :3, :3], points) + transforms[..., :3, 3]
+
+
+def full_pose_rotmats(body_pose: jax.Array, global_orient: jax.Array) -> jax.Array:
+  """[..., 23, 3] and [..., 3] axis-angle -> [..., 24, 3, 3] rotation matrices."""
+  batch = jnp.broadcast_shapes(body_pose.shape[:-2], global_orient.shape[:-1])
+  full = jnp.concatenate([jnp.broadcast_to(global_orient, (*batch, 3))[..., None, :],
+                          jnp.broadcast_to(body_pose, (*batch, 23, 3))], axis=-2)
+  return rotations.axis_angle_to_matrix(full)
+
+
+def joint_transforms(model: BodyModel, betas: jax.Array, rotmats: jax.Array, transl: jax.Array
+                     ) -> tuple[jax.Array, jax.Array]:
+  """World LBS transforms of the joints, without touching the mesh.
+
+  Args:
+    model: body model.
+    betas: [..., B] shape.
+    rotmats: [..., 24, 3, 3] local joint rotations.
+    transl: [..., 3] root translation.
+
+  Returns:
+    ``(joints [..., 24, 3], transforms [..., 24, 4, 4])``, both with ``transl`` applied.
+  """
+  rest_joints = regress_joints(model, shape_blend(model, betas))
+  posed_joints, rel = kinematic_chain(rotmats, rest_joints, model.parents)
+  rel = rel.at[..., :3, 3].add(transl[..., None, :])
+  return posed_joints + transl[..., None, :], rel
+
+
+def regress_joints(model: BodyModel, v_shaped: jax.Array) -> jax.Array:
+  """[..., V, 3] -> [..., 24, 3] (joints follow the shape, never the pose correctives)."""
+  return jnp.einsum("jv,...vd->...jd", model.J_regressor, v_shaped)
+
+
+def body_forward(model: BodyModel, betas: jax.Array, body_pose: jax.Array,
+                 global_orient: jax.Array, transl: jax.Array | None = None) -> BodyOutput:
+  """SMPL forward pass (shape, pose blend shapes, kinematic chain, LBS).
+
+  Args:
+    model: the body model.
+    betas: [..., B] shape coefficients (B = ``model.num_betas``).
+    body_pose: [..., 23, 3] axis-angle of joints 1..23.
+    global_orient: [..., 3] axis-angle of the root (about the pelvis joint).
+    transl: [..., 3] translation added after skinning (default zero).
+
+  Returns:
+    :class:`BodyOutput` with vertices [..., V, 3], joints [..., 24, 3],
+    transforms [..., 24, 4, 4] and rotmats [..., 24, 3, 3]. Leading axes broadcast.
+  """
+  if betas.shape[-1] != model.num_betas:
+    raise ValueError(f"betas has {betas.shape[-1]} components; the model has {model.num_betas}")
+  if body_pose.shape[-2:] != (23, 3):
+    raise ValueError(f"body_pose must be [..., 23, 3] axis-angle, found {body_pose.shape}")
+  if global_orient.shape[-1] != 3:
+    raise ValueError(f"global_orient must be [..., 3] axis-angle, found {global_orient.shape}")
+  if transl is None:
+    transl = jnp.zeros(global_orient.shape, global_orient.dtype)
+  batch = jnp.broadcast_shapes(betas.shape[:-1], body_pose.shape[:-2], global_orient.shape[:-1],
+                               transl.shape[:-1])
+  betas = jnp.broadcast_to(betas, (*batch, model.num_betas))
+  transl = jnp.broadcast_to(transl, (*batch, 3))
+  rotmats = full_pose_rotmats(body_pose, global_orient)
+
+  v_shaped = shape_blend(model, betas)
+  rest_joints = regress_joints(model, v_shaped)
+  v_posed = v_shaped + pose_blend(model, rotmats)
+  posed_joints, rel = kinematic_chain(rotmats, rest_joints, model.parents)
+  rel = rel.at[..., :3, 3].add(transl[..., None, :])
+  vertices = apply_transforms(skinning_transforms(model.lbs_weights, rel), v_posed)
+  return BodyOutput(vertices=vertices, joints=posed_joints + transl[..., None, :],
+                    transforms=rel, rotmats=rotmats)
+
+
+def vertex_normals(vertices: jax.Array, faces: jax.Array) -> jax.Array:
+  """Area-weighted unit vertex normals: vertices [..., V, 3], faces [F, 3] -> [..., V, 3]."""
+  v0 = vertices[..., faces[:, 0], :]
+  v1 = vertices[..., faces[:, 1], :]
+  v2 = vertices[..., faces[:, 2], :]
+  face_normals = jnp.cross(v1 - v0, v2 - v0)  # length = 2 * area
+  normals = jnp.zeros_like(vertices)
+  for k in range(3):
+    normals = normals.at[..., faces[:, k], :].add(face_normals)
+  norm = jnp.sqrt(jnp.sum(normals * normals, -1, keepdims=True) + 1e-20)
+  return normals / norm
