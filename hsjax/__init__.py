@@ -6,6 +6,7 @@ from monocular video, by differentiable tile-based Gaussian splatting.
 
 from hsjax.body import BodyModel
 from hsjax.body import BodyOutput
+from hsjax.body import SMPLParams
 from hsjax.body import body_forward
 from hsjax.body import load_body_model
 from hsjax.camera import Camera
@@ -16,6 +17,7 @@ __all__ = [
     "BodyOutput",
     "Camera",
     "Gaussians",
+    "SMPLParams",
     "body_forward",
     "load_body_model",
 ]

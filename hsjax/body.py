@@ -80,6 +80,24 @@ class BodyOutput:
   rotmats: jax.Array  # [..., 24, 3, 3] local joint rotations (global orient first).
 
 
+@flax.struct.dataclass(kw_only=True)
+class SMPLParams:
+  """SMPL parameters of T frames (HMR estimates, ground truth, or the poses being refined).
+
+  In hsjax these are always expressed in the *world* frame of the sequence's cameras
+  (importers convert camera-frame HMR outputs at the edge).
+  """
+
+  betas: jax.Array  # [..., B] shape (shared over frames: [B]; per frame: [T, B]).
+  body_pose: jax.Array  # [..., T, 23, 3] axis-angle.
+  global_orient: jax.Array  # [..., T, 3] axis-angle about the pelvis joint.
+  transl: jax.Array  # [..., T, 3] metres.
+
+  @property
+  def num_frames(self) -> int:
+    return self.body_pose.shape[-3]
+
+
 # ------------------------------------------------------------------------------------------
 # Loading
 

@@ -1,0 +1,25 @@
+"""Shared pytest fixtures.
+
+Two host CPU devices are configured before JAX initialises, so sharding tests can run on a
+CPU-only machine; everything else sees them as ordinary devices.
+"""
+
+import os
+
+# Must run before the first `import jax` anywhere in the test session.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+@pytest.fixture
+def key():
+  return jax.random.key(0)
+
+
+@pytest.fixture
+def x64():
+  """Runs the test with 64-bit floats enabled (finite-difference gradient checks)."""
+  with jax.enable_x64(True):
+    yield
