@@ -1,0 +1,37 @@
+"""Human video data: sequences, the synthetic benchmark, simulated HMR, and importers.
+
+See ``hsjax/data/README.md`` for the on-disk layouts and every assumption about external
+formats.
+"""
+
+from hsjax.data.hmr_noise import HMR_NOISE_PRESETS
+from hsjax.data.hmr_noise import HMRNoise
+from hsjax.data.hmr_noise import simulate_hmr
+from hsjax.data.io import save_sequence
+from hsjax.data.loaders import load_sequence
+from hsjax.data.motions import PARAMETRIC_MOTIONS
+from hsjax.data.motions import get_motion
+from hsjax.data.render import render_mesh
+from hsjax.data.sequence import LazyFrames
+from hsjax.data.sequence import Sequence
+from hsjax.data.sequence import validate_sequence
+from hsjax.data.synthetic import PRESETS
+from hsjax.data.synthetic import SyntheticConfig
+from hsjax.data.synthetic import synthetic_sequence
+
+__all__ = [
+    "HMRNoise",
+    "HMR_NOISE_PRESETS",
+    "LazyFrames",
+    "PARAMETRIC_MOTIONS",
+    "PRESETS",
+    "Sequence",
+    "SyntheticConfig",
+    "get_motion",
+    "load_sequence",
+    "render_mesh",
+    "save_sequence",
+    "simulate_hmr",
+    "synthetic_sequence",
+    "validate_sequence",
+]

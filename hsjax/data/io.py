@@ -1,0 +1,257 @@
+"""The hsjax on-disk sequence layout: writing, and lazy loading with validation.
+
+Layout (a directory; every per-frame file is named by its frame, e.g. ``000000``)::
+
+  <root>/
+    sequence.npz        parameters and cameras (keys below)
+    images/<frame>.png  RGB, 8 bit (``.jpg`` also read)
+    masks/<frame>.png   person mask, 8-bit grey, 255 = person (soft edges allowed)
+    depth/<frame>.npy   optional: float32 [H, W] camera z in metres, 0 = invalid
+                        (``.png`` 16-bit millimetres also read)
+    metadata.json       optional: free-form JSON
+    eval_views/<view>/  optional: held-out cameras over the same frames, same layout; their
+                        ``sequence.npz`` may omit ``hmr_*`` / ``gt_*`` (the parent's are used)
+    novel_pose/         optional: held-out frames with unseen poses, same layout
+
+``sequence.npz`` keys (float32 unless stated; T frames):
+
+=======================  ==============  =====================================================
+key                      shape           meaning
+=======================  ==============  =====================================================
+``format``               str             ``"hsjax-sequence"``
+``version``              int             ``1``
+``name``                 str             sequence name
+``fps``                  float           frames per second
+``width``, ``height``    int             image size, pixels
+``K``                    [T,3,3]/[3,3]   intrinsics, pixels (``[3, 3]``: the same every frame)
+``world_to_cam``         [T,4,4]/[4,4]   OpenCV extrinsics (x right, y down, z forward)
+``depth_kind``           str             ``"metric"``, ``"relative"`` or ``"none"``
+``hmr_betas``            [B]             HMR shape (one for the sequence)
+``hmr_body_pose``        [T,23,3]        HMR axis-angle, joints 1..23
+``hmr_global_orient``    [T,3]           HMR root axis-angle, *world* frame
+``hmr_transl``           [T,3]           HMR ``transl``, world frame, metres
+``gt_*``                 as ``hmr_*``    optional ground truth
+=======================  ==============  =====================================================
+
+A ``[3, 3]`` ``K`` or ``[4, 4]`` ``world_to_cam`` is the documented static-camera shorthand;
+any other shape is an error, never broadcast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import imageio.v3 as iio
+import numpy as np
+
+from hsjax import body as body_lib
+from hsjax.camera import Camera
+from hsjax.data import sequence as seq_lib
+
+FORMAT_NAME = "hsjax-sequence"
+FORMAT_VERSION = 1
+_IMAGE_EXTS = (".png", ".jpg", ".jpeg")
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+  return np.round(np.clip(np.asarray(x, np.float32), 0, 1) * 255).astype(np.uint8)
+
+
+def save_sequence(path: str, sequence: seq_lib.Sequence, *, _params: bool = True) -> None:
+  """Writes ``sequence`` in the hsjax layout (see the module docstring).
+
+  Images and masks are quantised to 8 bit (``round(255 x)``), depth is stored exactly.
+  """
+  os.makedirs(path, exist_ok=True)
+  num_frames = len(sequence)
+  arrays = {
+      "format": np.array(FORMAT_NAME), "version": np.array(FORMAT_VERSION),
+      "name": np.array(sequence.name), "fps": np.array(float(sequence.fps)),
+      "width": np.array(int(sequence.cameras.width)),
+      "height": np.array(int(sequence.cameras.height)),
+      "K": np.asarray(sequence.cameras.K, np.float32),
+      "world_to_cam": np.asarray(sequence.cameras.world_to_cam, np.float32),
+      "depth_kind": np.array(sequence.depth_kind or "none"),
+  }
+  for prefix, params in (("hmr", sequence.hmr), ("gt", sequence.gt)):
+    if params is None or not _params:
+      continue
+    for field in ("betas", "body_pose", "global_orient", "transl"):
+      arrays[f"{prefix}_{field}"] = np.asarray(getattr(params, field), np.float32)
+  if not _params:  # eval views: keep the frame count without duplicating parameters
+    arrays["num_frames"] = np.array(num_frames)
+  np.savez(os.path.join(path, "sequence.npz"), **arrays)
+  for sub in ("images", "masks") + (("depth",) if sequence.depth is not None else ()):
+    os.makedirs(os.path.join(path, sub), exist_ok=True)
+  for t in range(num_frames):
+    stem = f"{t:06d}"
+    iio.imwrite(os.path.join(path, "images", stem + ".png"), to_uint8(sequence.images[t]))
+    iio.imwrite(os.path.join(path, "masks", stem + ".png"), to_uint8(sequence.masks[t]))
+    if sequence.depth is not None:
+      np.save(os.path.join(path, "depth", stem + ".npy"),
+              np.asarray(sequence.depth[t], np.float32))
+  with open(os.path.join(path, "metadata.json"), "w") as f:
+    json.dump(sequence.metadata, f, indent=1, sort_keys=True, default=_json_default)
+  for i, view in enumerate(sequence.eval_views):
+    save_sequence(os.path.join(path, "eval_views", f"{i:02d}"), view, _params=False)
+  if sequence.novel_pose is not None:
+    save_sequence(os.path.join(path, "novel_pose"), sequence.novel_pose)
+
+
+def _json_default(x):
+  if isinstance(x, np.generic):
+    return x.item()
+  if isinstance(x, np.ndarray):
+    return x.tolist()
+  return str(x)
+
+
+def load_image(path: str) -> np.ndarray:
+  img = iio.imread(path)
+  if img.ndim == 2:
+    img = np.repeat(img[..., None], 3, axis=2)
+  if img.shape[-1] == 4:
+    img = img[..., :3]
+  scale = 65535.0 if img.dtype == np.uint16 else 255.0
+  return img.astype(np.float32) / scale
+
+
+def load_mask(path: str) -> np.ndarray:
+  m = iio.imread(path)
+  if m.ndim == 3:  # RGB(A) mask: any channel
+    m = m[..., :3].max(axis=-1)
+  scale = 65535.0 if m.dtype == np.uint16 else (1.0 if m.dtype == bool else 255.0)
+  return m.astype(np.float32) / scale
+
+
+def load_depth(path: str) -> np.ndarray:
+  if path.endswith(".npy"):
+    return np.load(path).astype(np.float32)
+  d = iio.imread(path)
+  if d.dtype != np.uint16:
+    raise ValueError(f"{path}: a depth PNG must be 16-bit millimetres, found {d.dtype}")
+  return d.astype(np.float32) / 1000.0
+
+
+def _frame_files(folder: str, exts: tuple[str, ...]) -> dict[str, str]:
+  if not os.path.isdir(folder):
+    return {}
+  out = {}
+  for f in sorted(os.listdir(folder)):
+    stem, ext = os.path.splitext(f)
+    if ext.lower() in exts:
+      out[stem] = os.path.join(folder, f)
+  return out
+
+
+def _params_from(arrays, prefix: str, source: str):
+  keys = [f"{prefix}_{f}" for f in ("betas", "body_pose", "global_orient", "transl")]
+  present = [k in arrays for k in keys]
+  if not any(present):
+    return None
+  if not all(present):
+    missing = [k for k, p in zip(keys, present) if not p]
+    raise ValueError(f"{source}: '{prefix}' parameters are incomplete; missing {missing}")
+  return body_lib.SMPLParams(betas=np.asarray(arrays[keys[0]]), body_pose=np.asarray(
+      arrays[keys[1]]), global_orient=np.asarray(arrays[keys[2]]),
+                             transl=np.asarray(arrays[keys[3]]))
+
+
+def _per_frame(value: np.ndarray, num_frames: int, tail: tuple[int, ...], field: str,
+               source: str) -> np.ndarray:
+  value = np.asarray(value, np.float32)
+  if value.shape == tail:  # the documented static-camera shorthand
+    return np.repeat(value[None], num_frames, axis=0)
+  if value.shape != (num_frames, *tail):
+    raise ValueError(f"{source}: field '{field}' must be {list(tail)} or "
+                     f"[{num_frames}, {', '.join(map(str, tail))}], found {list(value.shape)}")
+  return value
+
+
+def load_hsjax(path: str, *, parent: seq_lib.Sequence | None = None) -> seq_lib.Sequence:
+  """Loads a directory in the hsjax layout; frames stay on disk until indexed."""
+  npz_path = os.path.join(path, "sequence.npz")
+  if not os.path.exists(npz_path):
+    raise FileNotFoundError(f"{path}: not an hsjax sequence (no sequence.npz)")
+  with np.load(npz_path, allow_pickle=False) as f:
+    arrays = {k: f[k] for k in f.files}
+  fmt = str(arrays.get("format", ""))
+  if fmt != FORMAT_NAME:
+    raise ValueError(f"{npz_path}: field 'format' must be '{FORMAT_NAME}', found '{fmt}'")
+  version = int(arrays.get("version", -1))
+  if version != FORMAT_VERSION:
+    raise ValueError(f"{npz_path}: field 'version' must be {FORMAT_VERSION}, found {version}")
+  for key in ("width", "height", "K", "world_to_cam"):
+    if key not in arrays:
+      raise ValueError(f"{npz_path}: missing field '{key}'; found {sorted(arrays)}")
+  width, height = int(arrays["width"]), int(arrays["height"])
+  hmr = _params_from(arrays, "hmr", npz_path)
+  gt = _params_from(arrays, "gt", npz_path)
+  inherited = hmr is None
+  if inherited:
+    if parent is None:
+      raise ValueError(f"{npz_path}: missing the HMR parameters 'hmr_betas', 'hmr_body_pose', "
+                       "'hmr_global_orient', 'hmr_transl'")
+    hmr, gt = parent.hmr, parent.gt
+
+  images = _frame_files(os.path.join(path, "images"), _IMAGE_EXTS)
+  masks = _frame_files(os.path.join(path, "masks"), _IMAGE_EXTS)
+  depths = _frame_files(os.path.join(path, "depth"), (".npy", ".png"))
+  num_frames = int(np.asarray(hmr.body_pose).shape[0])
+  if len(images) != num_frames:
+    raise ValueError(f"{path}/images: found {len(images)} frames, expected {num_frames} "
+                     f"(hmr_body_pose in {npz_path})")
+  if sorted(masks) != sorted(images):
+    extra = sorted(set(masks) ^ set(images))[:5]
+    raise ValueError(f"{path}/masks: frame names do not match images/ ({len(masks)} masks, "
+                     f"{len(images)} images; first differing names {extra})")
+  if depths and sorted(depths) != sorted(images):
+    raise ValueError(f"{path}/depth: frame names do not match images/ ({len(depths)} depth "
+                     f"maps, {len(images)} images)")
+  stems = sorted(images)
+  cameras = Camera(K=_per_frame(arrays["K"], num_frames, (3, 3), "K", npz_path),
+                   world_to_cam=_per_frame(arrays["world_to_cam"], num_frames, (4, 4),
+                                           "world_to_cam", npz_path),
+                   width=width, height=height)
+  depth_kind = str(arrays.get("depth_kind", "metric" if depths else "none"))
+  depth_kind = None if depth_kind == "none" else depth_kind
+  meta_path = os.path.join(path, "metadata.json")
+  metadata = {}
+  if os.path.exists(meta_path):
+    with open(meta_path) as f:
+      metadata = json.load(f)
+  metadata.setdefault("source", os.path.abspath(path))
+  seq = seq_lib.Sequence(
+      name=str(arrays.get("name", os.path.basename(os.path.normpath(path)))),
+      images=seq_lib.LazyFrames([images[s] for s in stems], load_image, (height, width, 3),
+                                field="images"),
+      masks=seq_lib.LazyFrames([masks[s] for s in stems], load_mask, (height, width),
+                               field="masks"),
+      depth=(seq_lib.LazyFrames([depths[s] for s in stems], load_depth, (height, width),
+                                field="depth") if depths else None),
+      depth_kind=depth_kind if depths else None, cameras=cameras, hmr=hmr, gt=gt,
+      fps=float(arrays.get("fps", parent.fps if parent is not None else 30.0)),
+      metadata=metadata)
+  seq = seq_lib.validate_sequence(seq, npz_path)
+  if inherited:  # share the parent's parameter objects (one set of poses per sequence)
+    seq.hmr, seq.gt = parent.hmr, parent.gt
+  _check_first_frame(seq, path)
+  views_dir = os.path.join(path, "eval_views")
+  if os.path.isdir(views_dir):
+    seq.eval_views = [load_hsjax(os.path.join(views_dir, v), parent=seq)
+                      for v in sorted(os.listdir(views_dir))]
+  if os.path.isdir(os.path.join(path, "novel_pose")):
+    seq.novel_pose = load_hsjax(os.path.join(path, "novel_pose"), parent=None)
+  return seq
+
+
+def _check_first_frame(seq: seq_lib.Sequence, path: str) -> None:
+  """Loads frame 0 so a size mismatch or an empty mask shows up at load time, not mid-fit."""
+  seq.images[0]  # raises with the file name on a size mismatch  pylint: disable=pointless-statement
+  mask = seq.masks[0]
+  if mask.max() <= 0:
+    raise ValueError(f"{seq.masks.paths[0]}: field 'masks' frame 0 is empty (no person pixel)")
+  if seq.depth is not None:
+    seq.depth[0]  # pylint: disable=pointless-statement
+  del path
