@@ -1,0 +1,457 @@
+"""Retargeting a motion on any joint tree onto SMPL's 24 joints.
+
+Inputs: a source skeleton (joint names, parents, rest offsets: the pose in which every local
+rotation is the identity, as in BVH), per-frame local rotations and translations, and a joint
+map from SMPL joint names to source joint names.
+
+Algorithm (all host-side numpy, float64):
+
+1. **Axes.** The source frame is turned into SMPL's (y up, facing +z, left +x) by a signed
+   permutation ``C``, found from the rest pose (left = left hip − right hip, up = neck − pelvis,
+   each snapped to the nearest axis) or given. Rotations become ``C G Cᵀ``, points ``C p``.
+2. **Rest correction.** Each mapped SMPL limb joint ``k`` gets the world rotation of its source
+   joint composed with a constant rest correction, ``G_k = G_src · Q_k``, where ``Q_k`` is the
+   smallest rotation taking SMPL's rest bone (``k`` to the next mapped joint along its chain,
+   e.g. shoulder→elbow) onto the source's rest bone. A source in an A-pose, an I-pose or a
+   T-pose therefore maps its rest onto SMPL's T-pose, and the twist about the bone follows the
+   source joint. Trunk joints (:data:`TRUNK_JOINTS`: pelvis, spine, neck, head) take no
+   correction: both rests stand upright, and SMPL's curved spine stays curved. A mapped hand
+   or wrist with no mapped joint below it takes the correction of its nearest mapped
+   ancestor (a source wrist rigid on its forearm leaves SMPL's wrist at the identity); a
+   mapped ankle or toe with none below it takes no correction (standing rests have flat
+   feet).
+3. **Folding.** Per frame, ``G_k`` is pre-multiplied by the smallest rotation taking the
+   source bone where the source joint's own frame puts it (``G_src`` times its rest bone) to
+   where it is (the two mapped joints' posed positions). It is the identity when no unmapped
+   source joint sits between the two ends; otherwise it folds that joint's rotation (a "roll"
+   or "twist" joint, an extra spine or neck segment) into the bone. Limb bones therefore point
+   exactly along their source bones in every frame.
+4. **Joints without a counterpart.** Source joints that no SMPL joint maps to are folded into
+   their neighbours (their rotation reaches the next mapped descendant through step 2/3).
+   SMPL joints that no source joint maps to keep the identity local rotation, except inside
+   the spine (spine1, spine2, spine3) and the neck–head chain: there a run of unmapped joints
+   followed by a mapped one shares that joint's rotation relative to the run's parent equally
+   (``R^(1/n)`` each), so that a single source chest joint bends the whole SMPL spine
+   (``spread=True``, the default; the DeepMimic importer turns it off, see
+   :mod:`hsjax.motion.deepmimic`).
+5. **Root.** ``transl`` places SMPL's pelvis joint at ``scale ·`` the source pelvis position
+   (``scale`` defaults to the ratio of SMPL's to the source's leg length, hip→knee→ankle, so
+   that strides match the target legs).
+
+The quality of a retarget is measured by :func:`bone_direction_errors`: the angle between each
+source bone and the SMPL bone it maps to, after running both skeletons' forward kinematics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from hsjax.motion import _rot
+from hsjax.motion import motion as motion_lib
+from hsjax.motion import skeleton
+
+# Joints of the trunk (pelvis, spine, neck, head): no rest correction (step 2).
+TRUNK_JOINTS = (0, 3, 6, 9, 12, 15)
+# Ankles and toes: without a mapped joint below them they keep the world rest orientation.
+FOOT_JOINTS = (7, 8, 10, 11)
+
+# Chains whose unmapped joints share the next mapped joint's rotation (step 4).
+SPREAD_CHAINS = ((3, 6, 9), (12, 15))
+
+# Named bones (SMPL joint -> SMPL joint) whose directions the quality report compares.
+REPORT_BONES = {
+    "left_thigh": (1, 4), "right_thigh": (2, 5), "left_shin": (4, 7), "right_shin": (5, 8),
+    "left_upper_arm": (16, 18), "right_upper_arm": (17, 19), "left_forearm": (18, 20),
+    "right_forearm": (19, 21), "spine": (0, 12),
+}
+LIMB_BONES = ("left_thigh", "right_thigh", "left_shin", "right_shin", "left_upper_arm",
+              "right_upper_arm", "left_forearm", "right_forearm")
+
+# --------------------------------------------------------------------------------------------
+# Joint-map presets: SMPL joint -> candidate source names (the first present one is used).
+# Matching ignores case and any namespace prefix before ':' (Mixamo's "mixamorig:").
+
+PRESETS: dict[str, dict[str, tuple[str, ...]]] = {
+    # hsjax's own BVH export (write_bvh): the SMPL names themselves.
+    "smpl": {name: (name,) for name in skeleton.SMPL_JOINT_NAMES},
+    # CMU mocap as converted to BVH by cgspeed (and the many files derived from it).
+    "cmu": {
+        "pelvis": ("Hips",), "left_hip": ("LeftUpLeg",), "right_hip": ("RightUpLeg",),
+        "spine1": ("LowerBack",), "left_knee": ("LeftLeg",), "right_knee": ("RightLeg",),
+        "spine2": ("Spine",), "left_ankle": ("LeftFoot",), "right_ankle": ("RightFoot",),
+        "spine3": ("Spine1",), "left_foot": ("LeftToeBase",), "right_foot": ("RightToeBase",),
+        "neck": ("Neck", "Neck1"), "left_collar": ("LeftShoulder",),
+        "right_collar": ("RightShoulder",), "head": ("Head",), "left_shoulder": ("LeftArm",),
+        "right_shoulder": ("RightArm",), "left_elbow": ("LeftForeArm",),
+        "right_elbow": ("RightForeArm",), "left_wrist": ("LeftHand",),
+        "right_wrist": ("RightHand",), "left_hand": ("LeftFingerBase", "LeftHandIndex1"),
+        "right_hand": ("RightFingerBase", "RightHandIndex1"),
+    },
+    # Mixamo rigs ("mixamorig:Hips", ...; the prefix is ignored).
+    "mixamo": {
+        "pelvis": ("Hips",), "left_hip": ("LeftUpLeg",), "right_hip": ("RightUpLeg",),
+        "spine1": ("Spine",), "left_knee": ("LeftLeg",), "right_knee": ("RightLeg",),
+        "spine2": ("Spine1",), "left_ankle": ("LeftFoot",), "right_ankle": ("RightFoot",),
+        "spine3": ("Spine2",), "left_foot": ("LeftToeBase",), "right_foot": ("RightToeBase",),
+        "neck": ("Neck",), "left_collar": ("LeftShoulder",), "right_collar": ("RightShoulder",),
+        "head": ("Head",), "left_shoulder": ("LeftArm",), "right_shoulder": ("RightArm",),
+        "left_elbow": ("LeftForeArm",), "right_elbow": ("RightForeArm",),
+        "left_wrist": ("LeftHand",), "right_wrist": ("RightHand",),
+        "left_hand": ("LeftHandMiddle1", "LeftHandIndex1"),
+        "right_hand": ("RightHandMiddle1", "RightHandIndex1"),
+    },
+    # MotionBuilder / Biovision style: joints named for the articulation.
+    "motionbuilder": {
+        "pelvis": ("Hips", "Pelvis"), "left_hip": ("LeftHip",), "right_hip": ("RightHip",),
+        "spine1": ("Spine", "Chest"), "left_knee": ("LeftKnee",),
+        "right_knee": ("RightKnee",), "spine2": ("Chest2", "Spine1"),
+        "left_ankle": ("LeftAnkle",), "right_ankle": ("RightAnkle",),
+        "spine3": ("Chest3", "Chest4", "Spine2"), "left_foot": ("LeftToe", "LeftToeBase"),
+        "right_foot": ("RightToe", "RightToeBase"), "neck": ("Neck",),
+        "left_collar": ("LeftCollar",), "right_collar": ("RightCollar",), "head": ("Head",),
+        "left_shoulder": ("LeftShoulder",), "right_shoulder": ("RightShoulder",),
+        "left_elbow": ("LeftElbow",), "right_elbow": ("RightElbow",),
+        "left_wrist": ("LeftWrist",), "right_wrist": ("RightWrist",),
+        "left_hand": ("LeftFinger", "LeftHandEnd"), "right_hand": ("RightFinger",
+                                                                   "RightHandEnd"),
+    },
+}
+# The joints a preset must find for "auto" to pick it.
+_CORE = ("pelvis", "left_hip", "right_hip", "left_knee", "right_knee", "left_shoulder",
+         "right_shoulder", "left_elbow", "right_elbow")
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceSkeleton:
+  """A joint tree in its rest pose (every local rotation the identity)."""
+
+  names: tuple[str, ...]  # [J] joint names (unique).
+  parents: tuple[int, ...]  # [J] parent index, -1 for roots; parents precede children.
+  offsets: np.ndarray  # [J, 3] rest offset from the parent (a root: its rest position).
+
+  def __post_init__(self):
+    if len(self.names) != len(self.parents) or np.shape(self.offsets) != (len(self.names), 3):
+      raise ValueError(f"SourceSkeleton: {len(self.names)} names, {len(self.parents)} parents, "
+                       f"offsets {np.shape(self.offsets)}; expected [J], [J], [J, 3]")
+    for j, p in enumerate(self.parents):
+      if p >= j:
+        raise ValueError(f"SourceSkeleton: joint '{self.names[j]}' has parent index {p}; "
+                         "parents must precede their children")
+
+  def index(self, name: str) -> int:
+    return self.names.index(name)
+
+  def rest_positions(self) -> np.ndarray:
+    """[J, 3] rest joint positions (source units and axes)."""
+    pos = np.zeros((len(self.names), 3))
+    for j, p in enumerate(self.parents):
+      pos[j] = self.offsets[j] + (pos[p] if p >= 0 else 0.0)
+    return pos
+
+  def forward(self, local_rot: np.ndarray, local_trans: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Forward kinematics.
+
+    Args:
+      local_rot: [T, J, 3, 3] rotation of each joint in its parent's frame.
+      local_trans: [T, J, 3] joint position in its parent's frame (usually the offsets).
+
+    Returns:
+      ``(world_rot [T, J, 3, 3], world_pos [T, J, 3])``.
+    """
+    glob = np.empty_like(local_rot)
+    pos = np.empty(local_trans.shape)
+    for j, p in enumerate(self.parents):
+      if p < 0:
+        glob[:, j] = local_rot[:, j]
+        pos[:, j] = local_trans[:, j]
+      else:
+        glob[:, j] = glob[:, p] @ local_rot[:, j]
+        pos[:, j] = pos[:, p] + np.einsum("tij,tj->ti", glob[:, p], local_trans[:, j])
+    return glob, pos
+
+  def is_ancestor(self, a: int, b: int) -> bool:
+    """Whether joint ``a`` is ``b`` or above it."""
+    while b >= 0:
+      if a == b:
+        return True
+      b = self.parents[b]
+    return False
+
+
+def _norm(name: str) -> str:
+  return name.rsplit(":", 1)[-1].lower()
+
+
+def resolve_joint_map(names: tuple[str, ...], joint_map="auto", source: str = "<source>"
+                      ) -> dict[str, str]:
+  """Turns ``joint_map`` ("auto", a preset name, or a dict) into ``{smpl_name: source_name}``.
+
+  Raises:
+    ValueError: an unknown preset, SMPL name or source joint (naming ``source`` and the joint),
+      or, for ``"auto"``, no preset that finds the core joints.
+  """
+  lookup = {}
+  for n in names:
+    lookup.setdefault(_norm(n), n)
+
+  def from_preset(preset: dict[str, tuple[str, ...]]) -> dict[str, str]:
+    out = {}
+    for smpl_name, candidates in preset.items():
+      for cand in candidates:
+        if _norm(cand) in lookup:
+          out[smpl_name] = lookup[_norm(cand)]
+          break
+    return out
+
+  if isinstance(joint_map, str):
+    if joint_map == "auto":
+      best, best_name = {}, None
+      for preset_name, preset in PRESETS.items():
+        found = from_preset(preset)
+        if all(c in found for c in _CORE) and len(found) > len(best):
+          best, best_name = found, preset_name
+      if best_name is None:
+        raise ValueError(
+            f"{source}: no joint-map preset ({', '.join(PRESETS)}) matches the joint names "
+            f"{list(names)}; pass joint_map={{smpl_name: source_joint_name, ...}} (SMPL names: "
+            f"{', '.join(skeleton.SMPL_JOINT_NAMES)})")
+      return best
+    if joint_map not in PRESETS:
+      raise ValueError(f"{source}: unknown joint-map preset {joint_map!r}; expected 'auto', one "
+                       f"of {sorted(PRESETS)}, or a dict")
+    found = from_preset(PRESETS[joint_map])
+    missing = [c for c in _CORE if c not in found]
+    if missing:
+      raise ValueError(f"{source}: preset {joint_map!r} finds no source joint for SMPL "
+                       f"joint(s) {missing} (candidates "
+                       f"{[PRESETS[joint_map][m] for m in missing]})")
+    return found
+  out = {}
+  for smpl_name, src_name in dict(joint_map).items():
+    if smpl_name not in skeleton.JOINT_INDEX:
+      raise ValueError(f"{source}: joint map key {smpl_name!r} is not an SMPL joint name; "
+                       f"expected one of {', '.join(skeleton.SMPL_JOINT_NAMES)}")
+    if src_name not in names:
+      if _norm(src_name) in lookup:
+        src_name = lookup[_norm(src_name)]
+      else:
+        raise ValueError(f"{source}: joint map {smpl_name!r} -> {src_name!r}: no joint "
+                         f"{src_name!r} in the file (joints: {list(names)})")
+    out[smpl_name] = src_name
+  if "pelvis" not in out:
+    raise ValueError(f"{source}: the joint map must map 'pelvis' (found keys {sorted(out)})")
+  return out
+
+
+def axes_from_rest(rest: np.ndarray, index: dict[int, int], source: str = "<source>"
+                   ) -> np.ndarray:
+  """[3, 3] signed permutation taking source coordinates to SMPL's (rows: left, up, forward).
+
+  Args:
+    rest: [J, 3] source rest positions.
+    index: SMPL joint index -> source joint index (mapped joints).
+    source: name used in error messages.
+  """
+  def vec(a, b):
+    return rest[index[a]] - rest[index[b]] if a in index and b in index else None
+
+  left = [v for v in (vec(1, 2), vec(16, 17), vec(13, 14)) if v is not None]
+  ups = [v for v in (vec(12, 0), vec(15, 0), vec(9, 0), vec(6, 0), vec(3, 0)) if v is not None]
+  if not left or not ups:
+    raise ValueError(f"{source}: cannot tell the skeleton's axes (need left/right hips or "
+                     "shoulders and a spine, neck or head joint mapped); pass axes=")
+
+  def snap(v):
+    i = int(np.argmax(np.abs(v)))
+    out = np.zeros(3)
+    out[i] = np.sign(v[i])
+    return out
+
+  left_axis = snap(sum(left))
+  up_axis = snap(ups[0])
+  if abs(left_axis @ up_axis) > 0.5:
+    raise ValueError(f"{source}: the rest pose's left axis {left_axis} and up axis {up_axis} "
+                     "coincide; pass axes=")
+  return np.stack([left_axis, up_axis, np.cross(left_axis, up_axis)])
+
+
+@dataclasses.dataclass(frozen=True)
+class RetargetInfo:
+  """What a retarget did, for reports and tests."""
+
+  joint_map: dict  # SMPL name -> source name.
+  index: dict  # SMPL joint index -> source joint index.
+  axes: np.ndarray  # [3, 3] source -> SMPL coordinates.
+  scale: float  # source units -> metres on the target skeleton.
+  source_positions: np.ndarray  # [T, Js, 3] source joints in SMPL axes, scaled.
+  rest: np.ndarray  # [24, 3] target rest skeleton.
+
+
+def _leg_length(pos: np.ndarray, index: dict[int, int]) -> float | None:
+  lengths = []
+  for hip, knee, ankle in ((1, 4, 7), (2, 5, 8)):
+    if hip in index and knee in index and ankle in index:
+      lengths.append(np.linalg.norm(pos[index[knee]] - pos[index[hip]]) +
+                     np.linalg.norm(pos[index[ankle]] - pos[index[knee]]))
+  return float(np.mean(lengths)) if lengths else None
+
+
+def retarget(skel: SourceSkeleton, local_rot: np.ndarray, local_trans: np.ndarray, fps: float,
+             joint_map="auto", *, axes=None, scale: float | None = None, rest="auto",
+             spread: bool = True, name: str = "", loop: bool = False,
+             source: str = "<source>") -> tuple[motion_lib.Motion, RetargetInfo]:
+  """Retargets a source motion onto SMPL (algorithm in the module docstring).
+
+  Args:
+    skel: the source skeleton.
+    local_rot: [T, J, 3, 3] local rotations.
+    local_trans: [T, J, 3] local translations (source units).
+    fps: frame rate.
+    joint_map: "auto", a name in :data:`PRESETS`, or ``{smpl_name: source_name}``.
+    axes: [3, 3] source -> SMPL coordinates; None finds it from the rest pose.
+    scale: source units -> metres; None uses the leg-length ratio.
+    rest: the target rest skeleton: a name for :func:`skeleton.rest_joints` or [24, 3].
+    spread: share rotations along the spine and neck chains (step 4); False leaves every
+      unmapped SMPL joint at the identity.
+    name: clip name.
+    loop: whether the clip is a cycle.
+    source: file name for error messages.
+
+  Returns:
+    ``(motion, info)``.
+  """
+  local_rot = np.asarray(local_rot, np.float64)
+  local_trans = np.asarray(local_trans, np.float64)
+  num_src = len(skel.names)
+  if local_rot.shape[1:] != (num_src, 3, 3) or local_trans.shape != local_rot.shape[:2] + (3,):
+    raise ValueError(f"{source}: local_rot {local_rot.shape} / local_trans {local_trans.shape} "
+                     f"do not match {num_src} joints")
+  smpl_rest = (skeleton.rest_joints(rest) if isinstance(rest, str)
+               else np.asarray(rest, np.float64))
+  names = resolve_joint_map(skel.names, joint_map, source)
+  index = {skeleton.JOINT_INDEX[k]: skel.index(v) for k, v in names.items()}
+  # A mapped SMPL joint's source must lie below its nearest mapped SMPL ancestor's source.
+  for k in sorted(index):
+    a = skeleton.SMPL_PARENTS[k]
+    while a >= 0 and a not in index:
+      a = skeleton.SMPL_PARENTS[a]
+    if a >= 0 and not skel.is_ancestor(index[a], index[k]):
+      raise ValueError(
+          f"{source}: joint map puts SMPL '{skeleton.SMPL_JOINT_NAMES[k]}' on "
+          f"'{skel.names[index[k]]}', which is not below '{skel.names[index[a]]}' (mapped to "
+          f"SMPL '{skeleton.SMPL_JOINT_NAMES[a]}') in the file's joint tree")
+
+  rest_src = skel.rest_positions()
+  conv = axes_from_rest(rest_src, index, source) if axes is None else np.asarray(axes, float)
+  if not np.allclose(conv @ conv.T, np.eye(3), atol=1e-6) or np.linalg.det(conv) < 0:
+    raise ValueError(f"{source}: axes must be a rotation (det +1), found {conv.tolist()}")
+  rest_src = rest_src @ conv.T
+  glob_src, pos_src = skel.forward(local_rot, local_trans)
+  glob_src = conv @ glob_src @ conv.T
+  pos_src = pos_src @ conv.T
+  if scale is None:
+    src_leg = _leg_length(rest_src, index)
+    smpl_leg = _leg_length(smpl_rest, {k: k for k in range(24)})
+    if src_leg is None or src_leg <= 0:
+      raise ValueError(f"{source}: cannot infer the scale without mapped hips, knees and "
+                       "ankles; pass scale=")
+    scale = smpl_leg / src_leg
+  pos_src = pos_src * scale
+  rest_src = rest_src * scale
+
+  num_frames = local_rot.shape[0]
+  glob = np.empty((num_frames, 24, 3, 3))
+  rest_fix = {}  # SMPL joint -> its rest correction Q
+  for k in range(24):
+    parent = skeleton.SMPL_PARENTS[k]
+    if k not in index:
+      glob[:, k] = glob[:, parent]  # identity local; the spine spread below may revise it
+      continue
+    s = index[k]
+    target = skeleton.BONE_CHILD[k]
+    while target is not None and target not in index:
+      target = skeleton.BONE_CHILD[target]
+    if target is None or index[target] == s:
+      # No bone to align. A hand keeps the rest correction of its nearest mapped ancestor (in
+      # any rest pose the hand continues the forearm), so a source wrist fixed to its forearm
+      # gives an unrotated SMPL wrist. Feet and toes, and the trunk, keep their world rest
+      # orientation (every standing rest pose has flat feet).
+      a = parent
+      while a >= 0 and a not in rest_fix:
+        a = skeleton.SMPL_PARENTS[a]
+      inherit = a >= 0 and k not in FOOT_JOINTS and k not in TRUNK_JOINTS
+      rest_fix[k] = rest_fix[a] if inherit else np.eye(3)
+      glob[:, k] = glob_src[:, s] @ rest_fix[k]
+      continue
+    d_src = rest_src[index[target]] - rest_src[s]
+    # Trunk joints: both rests stand upright, so their bone directions differ by anatomy (a
+    # curved SMPL spine), not by pose; limbs: the rest poses differ (A-, I- or T-pose).
+    rest_fix[k] = (np.eye(3) if k in TRUNK_JOINTS else
+                   _rot.rotation_between(smpl_rest[target] - smpl_rest[k], d_src))
+    # Where the source joint's own frame puts the bone vs where the bone is: they differ only
+    # when unmapped source joints sit between the two ends; their rotation is folded in here.
+    lock = _rot.rotation_between(glob_src[:, s] @ d_src,
+                                 pos_src[:, index[target]] - pos_src[:, s])
+    glob[:, k] = lock @ glob_src[:, s] @ rest_fix[k]
+
+  for chain in SPREAD_CHAINS if spread else ():
+    run = []
+    for k in chain:
+      if k not in index:
+        run.append(k)
+        continue
+      if run:
+        base = glob[:, skeleton.SMPL_PARENTS[run[0]]]
+        step = _rot.fractional(np.swapaxes(base, -1, -2) @ glob[:, k], 1.0 / (len(run) + 1))
+        acc = base
+        for u in run:
+          acc = acc @ step
+          glob[:, u] = acc
+      run = []
+    # A trailing unmapped run keeps identity locals (already set).
+
+  local = np.empty_like(glob)
+  local[:, 0] = glob[:, 0]
+  for k in range(1, 24):
+    local[:, k] = np.swapaxes(glob[:, skeleton.SMPL_PARENTS[k]], -1, -2) @ glob[:, k]
+  full = _rot.matrix_to_axis_angle(local)
+  transl = pos_src[:, index[0]] - smpl_rest[0]
+  motion = motion_lib.make_motion(full[:, 1:], full[:, 0], transl, fps, name, loop=loop,
+                                  source=source)
+  info = RetargetInfo(joint_map=names, index=index, axes=conv, scale=float(scale),
+                      source_positions=pos_src,
+                      rest=smpl_rest)
+  return motion, info
+
+
+def bone_direction_errors(motion: motion_lib.Motion, info: RetargetInfo,
+                          bones: dict[str, tuple[int, int]] | None = None
+                          ) -> dict[str, np.ndarray]:
+  """Per-frame angle (degrees) between each source bone and its SMPL bone.
+
+  Both skeletons are posed by their own forward kinematics: the source's from the file, SMPL's
+  from the retargeted parameters on ``info.rest``. A bone is compared when both its SMPL ends
+  are mapped (the source bone then runs between the two mapped source joints).
+
+  Returns:
+    ``{bone_name: [T] degrees}`` for each bone of ``bones`` whose ends are mapped. The default
+    is :data:`REPORT_BONES` plus ``lower_spine`` and ``upper_spine``, the trunk split at the
+    highest mapped SMPL spine joint.
+  """
+  if bones is None:
+    bones = dict(REPORT_BONES)
+    chest = [k for k in (9, 6, 3) if k in info.index]
+    if chest:  # the trunk split at the source's highest spine joint
+      bones.update(lower_spine=(0, chest[0]), upper_spine=(chest[0], 12))
+  smpl_pos = skeleton.forward_joints(info.rest, motion.full_pose, motion.transl)
+  out = {}
+  for bone, (a, b) in bones.items():
+    if a not in info.index or b not in info.index:
+      continue
+    out[bone] = _rot.angle_between(
+        smpl_pos[:, b] - smpl_pos[:, a],
+        info.source_positions[:, info.index[b]] - info.source_positions[:, info.index[a]])
+  return out
