@@ -4,6 +4,10 @@ See ``hsjax/data/README.md`` for the on-disk layouts and every assumption about 
 formats.
 """
 
+from hsjax.data.depth_noise import DEPTH_NOISE_PRESETS
+from hsjax.data.depth_noise import DepthNoise
+from hsjax.data.depth_noise import degrade_depth
+from hsjax.data.depth_noise import depth_intrinsics
 from hsjax.data.hmr_noise import HMR_NOISE_PRESETS
 from hsjax.data.hmr_noise import HMRNoise
 from hsjax.data.hmr_noise import simulate_hmr
@@ -20,6 +24,8 @@ from hsjax.data.synthetic import SyntheticConfig
 from hsjax.data.synthetic import synthetic_sequence
 
 __all__ = [
+    "DEPTH_NOISE_PRESETS",
+    "DepthNoise",
     "HMRNoise",
     "HMR_NOISE_PRESETS",
     "LazyFrames",
@@ -27,6 +33,8 @@ __all__ = [
     "PRESETS",
     "Sequence",
     "SyntheticConfig",
+    "degrade_depth",
+    "depth_intrinsics",
     "get_motion",
     "load_sequence",
     "render_mesh",

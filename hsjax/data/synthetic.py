@@ -1,8 +1,8 @@
 """The synthetic benchmark: a textured body in motion, rendered with ground truth and HMR noise.
 
 ``synthetic_sequence(name, seed)`` is a deterministic function of its arguments: the body
-shape, clothing colours, HMR noise and (for relative depth) the depth distortion all come
-from ``seed``. Generation steps:
+shape, clothing colours, HMR noise and (for relative or simulated monocular depth) the depth
+errors all come from ``seed``. Generation steps:
 
 1. motion: a named motion (:mod:`hsjax.data.motions`; builtin real-capture clips or the
    parametric extras), resampled to ``fps`` and cut to ``num_frames``;
@@ -38,6 +38,7 @@ import numpy as np
 from hsjax import body as body_lib
 from hsjax.camera import Camera, intrinsics, look_at
 from hsjax.data import appearance as appearance_lib
+from hsjax.data import depth_noise as depth_noise_lib
 from hsjax.data import hmr_noise as noise_lib
 from hsjax.data import io as io_lib
 from hsjax.data import motions as motions_lib
@@ -73,7 +74,9 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
   for d in range(3):
     n[:, d] = sum(np.bincount(f[:, k], fn[:, d], minlength=len(v)) for k in range(3))
   return n / (np.linalg.norm(n, axis=1, keepdims=True) + 1e-20)
-DEPTH_MODES = ("exact", "relative", "none")
+# "exact" metric z-buffer depth, "relative" (affine-distorted), "none", or the name of a
+# simulated monocular metric-depth error (hsjax.data.depth_noise.DEPTH_NOISE_PRESETS).
+DEPTH_MODES = ("exact", "relative", "none") + tuple(depth_noise_lib.DEPTH_NOISE_PRESETS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +94,7 @@ class SyntheticConfig:
   num_eval_views: int = 4  # held-out cameras around the subject.
   novel_pose_motion: str = "jumping_jacks"
   num_novel_pose: int = 8  # held-out frames with unseen poses (every 4th frame of the clip).
-  depth: str = "exact"  # "exact" (metric), "relative" (affine-distorted) or "none".
+  depth: str = "exact"  # "exact", "relative", "none" or a DEPTH_NOISE_PRESETS key (metric).
   background: str = "plain"  # "plain" (grey) or "textured" (floor and wall).
   supersample: int = 2  # anti-aliasing sub-pixels per axis.
   betas_sigma: float = 0.6  # std of the ground-truth shape drawn from the seed.
@@ -200,6 +203,25 @@ def _relative_depth(depth: np.ndarray, masks: np.ndarray, rng: np.random.Generat
   return np.where(masks >= 0.5, rel, 0.0).astype(np.float32)
 
 
+def _monocular_depth(depth: np.ndarray, masks: np.ndarray, cams: Camera, preset: str,
+                     depth_seed: list[int]) -> tuple[np.ndarray, dict]:
+  """Depth as from a monocular metric-depth network, and metadata with its intrinsics.
+
+  ``metadata["depth_K"]`` [T, 3, 3] holds the intrinsics the network estimated (the ones to
+  unproject this depth with); ``cams.K`` stays the true camera.
+  """
+  noisy = depth_noise_lib.degrade_depth(depth, masks, cams.K, preset, seed=depth_seed)
+  depth_k = depth_noise_lib.depth_intrinsics(cams.K, preset, seed=depth_seed)
+  errors = depth_noise_lib.sample_depth_errors(preset, len(depth), seed=depth_seed)
+  return noisy, {
+      "depth_K": depth_k.tolist(),
+      "depth_noise": {
+          "preset": preset, "seed": list(depth_seed),
+          "params": dataclasses.asdict(depth_noise_lib.DEPTH_NOISE_PRESETS[preset]),
+          "scale": errors.scale.tolist(), "focal_scale": errors.focal_scale.tolist()},
+  }
+
+
 def _generate(name: str, cfg: SyntheticConfig, seed: int, noise: noise_lib.HMRNoise,
               model: body_lib.BodyModel) -> seq_lib.Sequence:
   rng = np.random.default_rng([seed, 1])
@@ -224,26 +246,29 @@ def _generate(name: str, cfg: SyntheticConfig, seed: int, noise: noise_lib.HMRNo
   k, w2c = _cameras(cfg, body_height, num_frames, train_az)
   train_cams = Camera(K=k, world_to_cam=w2c, width=size, height=size)
 
-  def make(cams, vertices, params, hmr, view_name, depth_rng):
+  def make(cams, vertices, params, hmr, view_name, depth_seed):
     images, masks, depth = _render_frames(model, vertices, cams, appearance, cfg, seed)
-    depth_kind = "metric"
+    depth_kind, metadata = "metric", {}
     if cfg.depth == "none":
       depth, depth_kind = None, None
     elif cfg.depth == "relative":
-      depth, depth_kind = _relative_depth(depth, masks, depth_rng), "relative"
+      depth_kind = "relative"
+      depth = _relative_depth(depth, masks, np.random.default_rng(depth_seed))
+    elif cfg.depth in depth_noise_lib.DEPTH_NOISE_PRESETS:
+      depth, metadata = _monocular_depth(depth, masks, cams, cfg.depth, depth_seed)
     return seq_lib.Sequence(name=view_name, images=images, masks=masks, depth=depth,
                             depth_kind=depth_kind, cameras=cams, hmr=hmr, gt=params,
-                            fps=cfg.fps)
+                            fps=cfg.fps, metadata=metadata)
 
   hmr = noise_lib.simulate_hmr(gt, train_cams, noise, seed=seed, fps=cfg.fps, model=model)
-  seq = make(train_cams, verts, gt, hmr, name, np.random.default_rng([seed, 2]))
+  seq = make(train_cams, verts, gt, hmr, name, [seed, 2])
 
   for i in range(cfg.num_eval_views):
     az = 360.0 * (i + 1) / (cfg.num_eval_views + 1)
     k_v, w2c_v = _cameras(cfg, body_height, num_frames, train_az + az)
     cams = Camera(K=k_v, world_to_cam=w2c_v, width=size, height=size)
-    view = make(cams, verts, gt, hmr, f"{name}/view{i:02d}", np.random.default_rng([seed, 3, i]))
-    view.metadata = {"azimuth_deg": az}
+    view = make(cams, verts, gt, hmr, f"{name}/view{i:02d}", [seed, 3, i])
+    view.metadata["azimuth_deg"] = az
     seq.eval_views.append(view)
 
   if cfg.num_novel_pose > 0:
@@ -261,12 +286,12 @@ def _generate(name: str, cfg: SyntheticConfig, seed: int, noise: noise_lib.HMRNo
     hmr_np = noise_lib.simulate_hmr(gt_np, cams_np, noise, seed=seed + 1, fps=clip.fps,
                                     model=model)
     seq.novel_pose = make(cams_np, posed(gt_np), gt_np, hmr_np, f"{name}/novel_pose",
-                          np.random.default_rng([seed, 4]))
+                          [seed, 4])
     seq.novel_pose.fps = clip.fps
-    seq.novel_pose.metadata = {"motion": cfg.novel_pose_motion, "frame_stride": stride}
+    seq.novel_pose.metadata.update(motion=cfg.novel_pose_motion, frame_stride=stride)
 
   seq.metadata = {
-      "generator": "hsjax.data.synthetic", "generator_version": GENERATOR_VERSION,
+      **seq.metadata, "generator": "hsjax.data.synthetic", "generator_version": GENERATOR_VERSION,
       "name": name, "seed": seed, "config": dataclasses.asdict(cfg),
       "hmr_noise": dataclasses.asdict(noise), "body_model": model.name,
       "body_model_digest": _model_digest(model), "motion": motion.name,
@@ -295,7 +320,11 @@ def synthetic_sequence(name: str = "default", seed: int = 0, hmr_noise="hmr2_lik
     motion: overrides the preset's motion name (see :func:`hsjax.data.motions.get_motion`).
     num_frames: overrides the number of frames.
     image_size: overrides the (square) image size, pixels.
-    depth: ``"exact"`` (metric), ``"relative"`` (affine-distorted, flagged) or ``"none"``.
+    depth: ``"exact"`` (metric z-buffer), ``"relative"`` (affine-distorted, flagged),
+      ``"none"``, or a key of :data:`hsjax.data.DEPTH_NOISE_PRESETS` (e.g.
+      ``"unidepth_like"``): metric depth degraded like a monocular metric-depth network
+      (:func:`hsjax.data.depth_noise.degrade_depth`); the network's estimated intrinsics are
+      in ``metadata["depth_K"]`` [T, 3, 3] of each (sub)sequence, the cameras stay true.
     cache_dir: where generated sequences are kept (default :func:`default_cache_dir`);
       ``False`` disables caching (arrays are then in memory).
     body_model: the body (default: the embedded default body, ``load_body_model()``).
@@ -328,9 +357,13 @@ def synthetic_sequence(name: str = "default", seed: int = 0, hmr_noise="hmr2_lik
 
   if cache_dir is False:
     return _generate(name, cfg, seed, noise, model)
-  key = json.dumps({"v": GENERATOR_VERSION, "cfg": dataclasses.asdict(cfg),
-                    "noise": dataclasses.asdict(noise), "model": _model_digest(model),
-                    "seed": seed}, sort_keys=True)
+  settings = {"v": GENERATOR_VERSION, "cfg": dataclasses.asdict(cfg),
+              "noise": dataclasses.asdict(noise), "model": _model_digest(model), "seed": seed}
+  if cfg.depth in depth_noise_lib.DEPTH_NOISE_PRESETS:
+    # The preset's values, not only its name, so retuning a preset never reuses a stale
+    # cache (other depth modes keep their earlier keys).
+    settings["depth_noise"] = dataclasses.asdict(depth_noise_lib.DEPTH_NOISE_PRESETS[cfg.depth])
+  key = json.dumps(settings, sort_keys=True)
   digest = hashlib.sha1(key.encode()).hexdigest()[:12]
   root = cache_dir if cache_dir else default_cache_dir()
   path = os.path.join(root, f"{name}-{seed}-{digest}")
