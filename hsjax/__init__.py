@@ -4,6 +4,11 @@ Joint learning of an LBS-skinned 3D Gaussian avatar and refinement of per-frame 
 from monocular video, by differentiable tile-based Gaussian splatting.
 """
 
+from hsjax import density
+from hsjax import nonrigid
+from hsjax.avatar import Avatar
+from hsjax.avatar import deform
+from hsjax.avatar import init_avatar
 from hsjax.body import BodyModel
 from hsjax.body import BodyOutput
 from hsjax.body import SMPLParams
@@ -11,15 +16,32 @@ from hsjax.body import body_forward
 from hsjax.body import load_body_model
 from hsjax.camera import Camera
 from hsjax.gaussians import Gaussians
+from hsjax.ply import load_avatar_ply
+from hsjax.ply import load_ply
+from hsjax.ply import save_avatar_ply
+from hsjax.ply import save_ply
+from hsjax.render import RenderOutput
+from hsjax.render import render
 
 __all__ = [
+    "Avatar",
     "BodyModel",
     "BodyOutput",
     "Camera",
     "Gaussians",
+    "RenderOutput",
     "SMPLParams",
     "body_forward",
+    "deform",
+    "density",
+    "init_avatar",
+    "load_avatar_ply",
     "load_body_model",
+    "load_ply",
+    "nonrigid",
+    "render",
+    "save_avatar_ply",
+    "save_ply",
 ]
 
 __version__ = "0.1.0"
