@@ -2,6 +2,10 @@
 
 Joint learning of an LBS-skinned 3D Gaussian avatar and refinement of per-frame SMPL poses
 from monocular video, by differentiable tile-based Gaussian splatting.
+
+Note: the functions ``hsjax.render`` and ``hsjax.fit`` shadow the modules of the same name as
+package attributes; import from the modules explicitly (``from hsjax.render import
+RenderOutput``), never ``from hsjax import render as module``.
 """
 
 from hsjax import density

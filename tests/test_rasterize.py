@@ -10,7 +10,7 @@ import pytest
 
 import hsjax
 from hsjax import camera as camera_lib
-from hsjax import render as render_lib
+from hsjax.render import render as render_fn
 from kernels.rasterize import api
 from kernels.rasterize import binning
 from kernels.rasterize import projection
@@ -221,7 +221,7 @@ def test_degenerate_inputs_give_finite_values_and_gradients(backend="xla"):
   g = hsjax.Gaussians(means=means, quats=quats, scales=scales, opacities=opac, colors=colors)
 
   def loss(g, cam):
-    out = render_lib.render(g, cam, backend=backend, antialiased=True)
+    out = render_fn(g, cam, backend=backend, antialiased=True)
     return jnp.sum(out.rgb) + jnp.sum(out.alpha) + jnp.sum(out.depth), out
 
   (_, out), grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))(g, cam)
@@ -232,7 +232,7 @@ def test_degenerate_inputs_give_finite_values_and_gradients(backend="xla"):
   assert float(jnp.min(out.alpha)) == 0.0  # some tiles are empty
 
 
-_render = jax.jit(render_lib.render, static_argnames=(
+_render = jax.jit(render_fn, static_argnames=(
     "backend", "tile_capacity", "sh_degree", "antialiased", "near", "far", "eps2d",
     "max_intersections"))
 
@@ -251,7 +251,7 @@ def test_vmap_over_cameras_and_gaussians(backend="xla"):
   g = hsjax.Gaussians(means=s.means, quats=s.quats, scales=s.scales, opacities=s.opacities,
                       colors=s.colors)
   cams = _avatar_camera_batch(3)
-  render = functools.partial(render_lib.render, backend=backend)
+  render = functools.partial(render_fn, backend=backend)
   render_jit = jax.jit(render)
 
   def loss(g, cams):
@@ -305,7 +305,7 @@ def test_render_sh_background_depth_and_screen_offsets():
   target = jnp.asarray(rng.uniform(size=(40, 40, 3)), jnp.float32)
 
   def loss(offsets):
-    return jnp.sum((render_lib.render(g, cam, screen_offsets=offsets).rgb - target) ** 2)
+    return jnp.sum((render_fn(g, cam, screen_offsets=offsets).rgb - target) ** 2)
 
   g_off = jax.jit(jax.grad(loss))(offsets)
   p = _project(s)
@@ -330,9 +330,9 @@ def test_bad_inputs_raise_clear_errors():
   g = hsjax.Gaussians(means=s.means, quats=s.quats, scales=s.scales, opacities=s.opacities)
   cam = hsjax.Camera(K=s.K, world_to_cam=s.world_to_cam, width=32, height=32)
   with pytest.raises(ValueError, match="exactly one of"):
-    render_lib.render(g, cam)
+    render_fn(g, cam)
   with pytest.raises(ValueError, match="sh"):
-    render_lib.render(g.replace(sh=jnp.zeros((10, 5, 3))), cam)
+    render_fn(g.replace(sh=jnp.zeros((10, 5, 3))), cam)
   with pytest.raises(ValueError, match="ids"):
     xla.composite_xla(jnp.zeros((3, 8), jnp.int32), s.means[:, :2], s.quats[:, :3],
                       s.opacities, s.colors, width=32, height=32)
