@@ -10,6 +10,7 @@ import pytest
 
 import hsjax
 from hsjax import camera as camera_lib
+from hsjax.render import gaussian_colors
 from hsjax.render import render as render_fn
 from kernels.rasterize import api
 from kernels.rasterize import binning
@@ -289,7 +290,7 @@ def test_render_sh_background_depth_and_screen_offsets():
   cam = hsjax.Camera(K=s.K, world_to_cam=s.world_to_cam, width=40, height=40)
   bg = jnp.array([1.0, 0.0, 0.5])
   out = _render(g, cam, background=bg)
-  colors = render_lib.gaussian_colors(g, cam)
+  colors = gaussian_colors(g, cam)
   plain = _render(g.replace(sh=None, colors=colors), cam)
   np.testing.assert_allclose(out.rgb, plain.rgb + (1 - plain.alpha)[..., None] * bg, atol=1e-6)
   empty = out.alpha <= 1e-4
@@ -297,7 +298,7 @@ def test_render_sh_background_depth_and_screen_offsets():
   hit = out.alpha > 0.5
   assert bool(jnp.all((out.depth[hit] > 2.0) & (out.depth[hit] < 4.0)))  # body at ~3 m
   # Degree 0 ignores the higher coefficients.
-  deg0 = render_lib.gaussian_colors(g, cam, sh_degree=0)
+  deg0 = gaussian_colors(g, cam, sh_degree=0)
   np.testing.assert_allclose(deg0, jnp.maximum(sh[:, 0] * 0.28209479177387814 + 0.5, 0),
                              atol=1e-6)
 
