@@ -22,7 +22,7 @@ the "valid" region (5-pixel border dropped) — identical to
 ``skimage.metrics.structural_similarity(..., gaussian_weights=True, sigma=1.5,
 use_sample_covariance=False, data_range=1)``. Masked variants average the per-pixel maps over
 the mask; the results tables use the masked SSIM and PSNR inside the person's bounding box
-(see ``experiments/evaluate.py``).
+(see ``hsjax.evaluation``).
 """
 
 from __future__ import annotations

@@ -1,0 +1,460 @@
+"""Flags and helpers shared by the experiment scripts (fit, evaluate, ablate, demo, fit_many,
+animate).
+
+Each script defines the flag groups it needs at import time (``define_sequence_flags()``,
+``define_fit_flags()``, ``define_output_flags()``), turns them into library objects
+(:func:`load_sequence`, :func:`fit_config`) and writes ``flags.txt`` (replayable with
+``--flagfile``) and ``config.json`` next to its results (:func:`write_config`).
+
+Bad input (a missing path, an unknown sequence name, a wrong format, an unknown loss name)
+raises :class:`InputError`; :func:`run` prints ``<script>: error: <message>`` and exits with
+status 2 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import sys
+from typing import Any, Callable
+
+from absl import app
+from absl import flags
+from absl import logging
+
+FLAGS = flags.FLAGS
+
+SEQUENCE_FORMATS = ("auto", "synthetic", "hsjax", "4dhumans", "neuman", "peoplesnapshot", "zju")
+BACKENDS = ("auto", "xla", "pallas", "reference")
+
+
+class InputError(ValueError):
+  """A bad flag value or input file; the message names it and what was expected."""
+
+
+def run(main: Callable[[list[str]], Any]) -> None:
+  """``app.run(main)`` that reports :class:`InputError` as one line and exits with 2."""
+
+  def guarded(argv):
+    if not FLAGS["verbosity"].present:
+      # Apply absl's default level explicitly: otherwise the INFO records of libraries that
+      # configure their own loggers (e.g. jax probing for a TPU) reach the console.
+      logging.set_verbosity(logging.WARNING)
+    try:
+      return main(argv)
+    except InputError as e:
+      print(f"{os.path.basename(sys.argv[0])}: error: {e}", file=sys.stderr)
+      sys.exit(2)
+
+  app.run(guarded)
+
+
+def init_jax() -> None:
+  """Lets ``--jax_platforms`` & co. work (call before defining this script's flags)."""
+  import jax  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  jax.config.parse_flags_with_absl()
+
+
+# ------------------------------------------------------------------------------------------
+# Sequence
+
+
+@dataclasses.dataclass(frozen=True)
+class SequenceFlags:
+  """Holders of the flags that choose the input sequence."""
+
+  sequence: Any
+  format: Any
+  seed: Any
+  hmr_noise: Any
+  num_frames: Any
+  image_size: Any
+  depth: Any
+  num_eval_views: Any
+  num_novel_pose: Any
+  cache_dir: Any
+
+
+def define_sequence_flags(default: str = "default") -> SequenceFlags:
+  """Flags for :func:`load_sequence`."""
+  from hsjax.data import hmr_noise  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax.data import synthetic  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  presets = ", ".join(sorted(synthetic.PRESETS))
+  return SequenceFlags(
+      sequence=flags.DEFINE_string(
+          "sequence", default,
+          f"A synthetic sequence name ({presets}) or the path of a sequence: a directory in the "
+          "hsjax layout (hsjax/data/io.py) or an importer's input."),
+      format=flags.DEFINE_enum(
+          "format", "auto", SEQUENCE_FORMATS,
+          "How to read --sequence: 'auto' (a synthetic name, else detected from the files), "
+          "'synthetic', or a loader of hsjax.data.load_sequence."),
+      seed=flags.DEFINE_integer("seed", 0, "Synthetic sequences: seed of the body shape, "
+                                "clothing and simulated HMR noise."),
+      hmr_noise=flags.DEFINE_enum("hmr_noise", "hmr2_like", sorted(hmr_noise.HMR_NOISE_PRESETS),
+                                  "Synthetic sequences: the simulated HMR error preset."),
+      num_frames=flags.DEFINE_integer("num_frames", 0, "Synthetic sequences: frames (0: the "
+                                      "preset's, 60 for 'default')."),
+      image_size=flags.DEFINE_integer("image_size", 0, "Synthetic sequences: square image size "
+                                      "in pixels (0: the preset's, 256)."),
+      depth=flags.DEFINE_enum("depth", "preset", ["preset", "exact", "relative", "none"],
+                              "Synthetic sequences: depth maps given to the fit."),
+      num_eval_views=flags.DEFINE_integer("num_eval_views", -1, "Synthetic sequences: held-out "
+                                          "cameras (-1: the preset's, 4)."),
+      num_novel_pose=flags.DEFINE_integer("num_novel_pose", -1, "Synthetic sequences: held-out "
+                                          "novel-pose frames (-1: the preset's, 8)."),
+      cache_dir=flags.DEFINE_string("cache_dir", "", "Synthetic sequences: cache folder "
+                                    "(default $HSJAX_CACHE/sequences or "
+                                    "~/.cache/hsjax/sequences)."),
+  )
+
+
+def sequence_spec(f: SequenceFlags) -> dict[str, Any]:
+  """The flags that identify the sequence, as stored in ``config.json``."""
+  return {"sequence": f.sequence.value, "format": f.format.value, "seed": f.seed.value,
+          "hmr_noise": f.hmr_noise.value, "num_frames": f.num_frames.value,
+          "image_size": f.image_size.value, "depth": f.depth.value,
+          "num_eval_views": f.num_eval_views.value, "num_novel_pose": f.num_novel_pose.value,
+          "cache_dir": f.cache_dir.value}
+
+
+def load_sequence(f: SequenceFlags | dict[str, Any], body_model=None):
+  """Loads the sequence the flags (or a stored :func:`sequence_spec`) name.
+
+  Raises:
+    InputError: unknown synthetic name and no such path, a missing path, or a file the
+      chosen loader refuses (its message names the file and field).
+  """
+  from hsjax import data  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax.data import synthetic  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  spec = sequence_spec(f) if isinstance(f, SequenceFlags) else dict(f)
+  name, fmt = spec["sequence"], spec["format"]
+  is_synthetic = fmt == "synthetic" or (fmt == "auto" and name in synthetic.PRESETS
+                                        and not os.path.exists(name))
+  if is_synthetic:
+    if name not in synthetic.PRESETS:
+      raise InputError(f"--sequence: unknown synthetic sequence '{name}'; valid: "
+                       f"{sorted(synthetic.PRESETS)}")
+    overrides = {}
+    if spec["num_frames"] > 0:
+      overrides["num_frames"] = spec["num_frames"]
+    if spec["image_size"] > 0:
+      overrides["image_size"] = spec["image_size"]
+    if spec["depth"] != "preset":
+      overrides["depth"] = spec["depth"]
+    if spec["num_eval_views"] >= 0:
+      overrides["num_eval_views"] = spec["num_eval_views"]
+    if spec["num_novel_pose"] >= 0:
+      overrides["num_novel_pose"] = spec["num_novel_pose"]
+    try:
+      return data.synthetic_sequence(name, seed=spec["seed"], hmr_noise=spec["hmr_noise"],
+                                     cache_dir=spec["cache_dir"] or None, body_model=body_model,
+                                     **overrides)
+    except ValueError as e:
+      raise InputError(f"--sequence={name}: {e}") from e
+  if not os.path.exists(name):
+    raise InputError(f"--sequence: '{name}' is neither a synthetic sequence name (valid: "
+                     f"{sorted(synthetic.PRESETS)}) nor an existing path")
+  try:
+    return data.load_sequence(name, format=fmt)
+  except (FileNotFoundError, ValueError, KeyError) as e:
+    raise InputError(f"--sequence={name} (--format={fmt}): {e}") from e
+
+
+# ------------------------------------------------------------------------------------------
+# Body model
+
+
+def define_body_model_flag():
+  return flags.DEFINE_string(
+      "body_model", "default",
+      "Body model: 'default' (the embedded CC0 body), an SMPL .pkl / .npz file, or a folder "
+      "holding SMPL_NEUTRAL.pkl.")
+
+
+def load_body_model(value: str):
+  from hsjax import body  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  if value != "default" and not os.path.exists(value):
+    raise InputError(f"--body_model: file not found: {value}")
+  try:
+    return body.load_body_model(value)
+  except (FileNotFoundError, ValueError) as e:
+    raise InputError(f"--body_model={value}: {e}") from e
+
+
+# ------------------------------------------------------------------------------------------
+# Fit configuration
+
+
+def parse_losses(spec: str) -> tuple[tuple[str, float], ...]:
+  """``"rgb:1,mask:0.5"`` -> ``(("rgb", 1.0), ("mask", 0.5))``, names checked.
+
+  Raises:
+    InputError: a malformed item, a non-numeric weight, or a name not in
+      ``hsjax.losses.DEFAULT_LOSSES`` (the message lists the valid names).
+  """
+  from hsjax import losses  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  valid = sorted(losses.DEFAULT_LOSSES)
+  out = []
+  for item in [s.strip() for s in spec.split(",") if s.strip()]:
+    name, sep, weight = item.partition(":")
+    name = name.strip()
+    if not sep:
+      raise InputError(f"--losses: item '{item}' must be name:weight (e.g. mask:0.5)")
+    if name not in losses.DEFAULT_LOSSES:
+      raise InputError(f"--losses: unknown loss term '{name}'; valid names: {', '.join(valid)}")
+    try:
+      value = float(weight)
+    except ValueError:
+      raise InputError(f"--losses: weight of '{name}' must be a number, found "
+                       f"'{weight}'") from None
+    out.append((name, value))
+  return tuple(out)
+
+
+def default_losses_help() -> str:
+  from hsjax import losses  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  return ", ".join(f"{n}:{w:g}" if not callable(w) else f"{n}:schedule"
+                   for n, (w, _) in losses.DEFAULT_LOSSES.items())
+
+
+@dataclasses.dataclass(frozen=True)
+class FitFlags:
+  """Holders of the flags that shape the fit (see ``hsjax.fit.FitConfig``)."""
+
+  steps: Any
+  warmup_steps: Any
+  batch_frames: Any
+  num_gaussians: Any
+  sh_degree: Any
+  losses: Any
+  refine: Any
+  train_betas: Any
+  learn_skinning: Any
+  nonrigid: Any
+  densify_every: Any
+  backend: Any
+  tile_capacity: Any
+  fit_seed: Any
+  progress: Any
+
+
+POSE_GROUPS = ("global_orient", "body_pose", "transl")
+
+
+def define_fit_flags() -> FitFlags:
+  """Flags for :func:`fit_config`; defaults are ``hsjax.fit.FitConfig``'s."""
+  from hsjax import fit  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  d = fit.FitConfig()
+  return FitFlags(
+      steps=flags.DEFINE_integer("steps", d.steps, "Optimisation steps (warm-up included)."),
+      warmup_steps=flags.DEFINE_integer("warmup_steps", d.warmup_steps,
+                                        "Avatar-only steps before the poses move."),
+      batch_frames=flags.DEFINE_integer("batch_frames", d.batch_frames,
+                                        "Frames rendered per step."),
+      num_gaussians=flags.DEFINE_integer("num_gaussians", d.num_gaussians,
+                                         "Avatar capacity N (Gaussians)."),
+      sh_degree=flags.DEFINE_integer("sh_degree", d.sh_degree, "SH degree of the avatar colour."),
+      losses=flags.DEFINE_string(
+          "losses", "",
+          "Loss weights overriding the defaults, name:weight comma-separated (0 switches a "
+          f"term off), e.g. 'mask:0.5,depth:0'. Terms and default weights: "
+          f"{default_losses_help()}."),
+      refine=flags.DEFINE_list(
+          "refine", list(POSE_GROUPS),
+          "Pose groups refined jointly with the avatar, any of "
+          f"{','.join(POSE_GROUPS)}; empty ('--refine=') keeps the HMR poses fixed (the "
+          "avatar-only baseline)."),
+      train_betas=flags.DEFINE_bool("train_betas", d.train_betas, "Also refine the shape."),
+      learn_skinning=flags.DEFINE_bool("learn_skinning", d.learn_skinning,
+                                       "Learn the skinning weights."),
+      nonrigid=flags.DEFINE_bool("nonrigid", d.nonrigid, "Pose-dependent non-rigid MLP."),
+      densify_every=flags.DEFINE_integer("densify_every", d.densify_every,
+                                         "Steps between density-control passes (0: off)."),
+      backend=flags.DEFINE_enum("backend", d.backend, list(BACKENDS), "Rasteriser backend."),
+      tile_capacity=flags.DEFINE_integer("tile_capacity", d.tile_capacity,
+                                         "Gaussians kept per 16x16 tile."),
+      fit_seed=flags.DEFINE_integer("fit_seed", 0, "Seed of the fit's PRNG key."),
+      progress=flags.DEFINE_bool("progress", True, "Show progress bars."),
+  )
+
+
+def fit_config(f: FitFlags, body_model: str = "default", **overrides):
+  """The ``hsjax.fit.FitConfig`` of the flags (``overrides`` win).
+
+  Raises:
+    InputError: unknown loss names or pose groups, or a config the library rejects.
+  """
+  from hsjax import fit  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  refine = [g.strip() for g in f.refine.value if g.strip()]
+  unknown = [g for g in refine if g not in POSE_GROUPS]
+  if unknown:
+    raise InputError(f"--refine: unknown pose group(s) {unknown}; valid: {list(POSE_GROUPS)}")
+  steps = f.steps.value
+  kwargs = dict(
+      steps=steps, warmup_steps=min(f.warmup_steps.value, steps),
+      batch_frames=f.batch_frames.value, num_gaussians=f.num_gaussians.value,
+      sh_degree=f.sh_degree.value, body_model=body_model,
+      loss_weights=parse_losses(f.losses.value),
+      train_global_orient="global_orient" in refine, train_body_pose="body_pose" in refine,
+      train_transl="transl" in refine, train_betas=f.train_betas.value,
+      learn_skinning=f.learn_skinning.value, nonrigid=f.nonrigid.value,
+      densify_every=f.densify_every.value, backend=f.backend.value,
+      tile_capacity=f.tile_capacity.value, progress=f.progress.value)
+  # Density control must fit inside the schedule of a short fit.
+  d = fit.FitConfig()
+  kwargs["densify_from"] = min(d.densify_from, steps)
+  kwargs["densify_until"] = min(d.densify_until, steps)
+  kwargs.update(overrides)
+  try:
+    return fit.FitConfig(**kwargs)
+  except ValueError as e:
+    raise InputError(str(e)) from e
+
+
+# ------------------------------------------------------------------------------------------
+# Outputs
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputFlags:
+  """Holders of the flags that shape the run directory and the evaluation."""
+
+  output_dir: Any
+  eval_stride: Any
+  bbox_margin: Any
+  num_panels: Any
+  orbit_frames: Any
+  videos: Any
+  lpips: Any
+
+
+def define_output_flags(default_dir: str) -> OutputFlags:
+  return OutputFlags(
+      output_dir=flags.DEFINE_string("output_dir", default_dir, "Run directory (created)."),
+      eval_stride=flags.DEFINE_integer("eval_stride", 1, "Image metrics on every k-th frame."),
+      bbox_margin=flags.DEFINE_integer("bbox_margin", 8, "Pixels around the person's bounding "
+                                       "box for the table's PSNR / SSIM."),
+      num_panels=flags.DEFINE_integer("num_panels", 4, "Frames shown as PNG panels."),
+      orbit_frames=flags.DEFINE_integer("orbit_frames", 90, "Frames of the orbit video."),
+      videos=flags.DEFINE_bool("videos", True, "Write the MP4 videos."),
+      lpips=flags.DEFINE_bool("lpips", True, "Compute LPIPS when its weights are present."),
+  )
+
+
+def flags_text() -> str:
+  """The script's flags as ``--name=value`` lines, replayable with ``--flagfile``.
+
+  Flags of absl itself are left out, and jax's only where set on the command line.
+  """
+  lines, seen = [], set()
+  for module, flag_list in sorted(FLAGS.flags_by_module_dict().items()):
+    if module.startswith("absl"):
+      continue
+    for fl in flag_list:
+      if fl.name in seen or (module.startswith("jax") and not fl.present):
+        continue
+      seen.add(fl.name)
+      text = fl.serialize()
+      if text:
+        lines.append(text)
+  return "\n".join(sorted(lines)) + "\n"
+
+
+def flag_values() -> dict[str, Any]:
+  out = {}
+  for module, flag_list in FLAGS.flags_by_module_dict().items():
+    if module.startswith("absl") or module.startswith("jax"):
+      continue
+    for fl in flag_list:
+      out[fl.name] = fl.value
+  return out
+
+
+def write_config(run_dir: str, script: str, **sections) -> None:
+  """Writes ``flags.txt`` and ``config.json`` (flags, ``sections``, versions, date)."""
+  import jax  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  import hsjax  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  os.makedirs(run_dir, exist_ok=True)
+  with open(os.path.join(run_dir, "flags.txt"), "w") as f:
+    f.write(flags_text())
+  config = {"script": script, "flags": flag_values(),
+            "versions": {"hsjax": hsjax.__version__, "jax": jax.__version__,
+                         "python": platform.python_version()},
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "devices": [str(d) for d in jax.devices()]}
+  for name, value in sections.items():
+    config[name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+  with open(os.path.join(run_dir, "config.json"), "w") as f:
+    json.dump(config, f, indent=1, sort_keys=True, default=str)
+
+
+def read_config(run_dir: str) -> dict[str, Any]:
+  path = os.path.join(run_dir, "config.json")
+  if not os.path.isdir(run_dir):
+    raise InputError(f"run directory not found: {run_dir}")
+  if not os.path.exists(path):
+    raise InputError(f"{run_dir}: not a run directory (no config.json)")
+  with open(path) as f:
+    return json.load(f)
+
+
+def fit_summary(result, seconds: float) -> dict[str, Any]:
+  """What ``metrics.json`` records about the fit itself."""
+  history = result.history
+  return {"steps": result.config.steps, "time_s": round(seconds, 1),
+          "final_loss": history["total"][-1] if history["total"] else None,
+          "final_terms": {k: v[-1] for k, v in history["terms"].items() if v},
+          "overflow_last": history["overflow"][-1] if history["overflow"] else None}
+
+
+# ------------------------------------------------------------------------------------------
+# The fit -> evaluate -> write pipeline of fit.py and demo.py
+
+
+def fit_evaluate_write(run_dir: str, sequence, config, body_model, *, seed: int,
+                       out: OutputFlags, checkpoints: bool = True, title: str = "Results",
+                       log: Callable[[str], None] = print) -> dict[str, Any]:
+  """Fits ``sequence``, evaluates the result and writes the run directory.
+
+  Returns:
+    ``{"evaluation": evaluate_run's dict, "fit_summary": ..., "files": {name: path},
+    "times": {"fit_s", "evaluate_s", "outputs_s"}}``.
+  """
+  import time  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  import jax  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax import evaluation  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax import fit  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax import outputs  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  t0 = time.perf_counter()
+  try:
+    result = fit.fit(sequence, config, key=jax.random.key(seed), body_model=body_model,
+                     checkpoint_dir=os.path.join(run_dir, "checkpoints") if checkpoints else None)
+  except ValueError as e:
+    if "checkpoint" in str(e):
+      raise InputError(f"{e} (or pass --nocheckpoints)") from e
+    raise
+  t1 = time.perf_counter()
+  log(f"fit: {config.steps} steps in {t1 - t0:.1f} s")
+  result_eval = evaluation.evaluate_run(
+      body_model, sequence, result.avatar, result.poses, background=config.background,
+      frame_stride=out.eval_stride.value, bbox_margin=out.bbox_margin.value,
+      backend=config.backend, tile_capacity=config.tile_capacity, use_lpips=out.lpips.value,
+      progress=config.progress)
+  t2 = time.perf_counter()
+  log(f"evaluation: {t2 - t1:.1f} s")
+  summary = fit_summary(result, t1 - t0)
+  files = outputs.write_run(
+      run_dir, body_model=body_model, sequence=sequence, avatar=result.avatar,
+      poses=result.poses, evaluation_result=result_eval, history=result.history,
+      fit_summary=summary, background=config.background, backend=config.backend,
+      tile_capacity=config.tile_capacity, num_panels=out.num_panels.value,
+      orbit_frames=out.orbit_frames.value, videos=out.videos.value, progress=config.progress,
+      title=title)
+  t3 = time.perf_counter()
+  log(f"outputs: {t3 - t2:.1f} s -> {run_dir}")
+  return {"evaluation": result_eval, "fit_summary": summary, "files": files,
+          "times": {"fit_s": t1 - t0, "evaluate_s": t2 - t1, "outputs_s": t3 - t2}}

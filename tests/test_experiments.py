@@ -1,0 +1,192 @@
+"""Tests of the experiment scripts, run as a user runs them (subprocesses).
+
+Fast: every script's ``--helpfull`` documents its flags, and bad input fails fast with a
+one-line message naming the problem. Slow (``-m slow``): a tiny end-to-end ``fit.py`` run that
+writes every output, then ``evaluate.py`` and ``animate.py`` on its run directory.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXPERIMENTS = os.path.join(ROOT, "experiments")
+sys.path.insert(0, EXPERIMENTS)
+import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+# Flags each script must document (its own and the shared groups it uses).
+SEQUENCE = ("sequence", "format", "seed", "hmr_noise", "num_frames", "image_size", "depth",
+            "num_eval_views", "num_novel_pose", "cache_dir")
+FIT = ("steps", "warmup_steps", "batch_frames", "num_gaussians", "sh_degree", "losses", "refine",
+       "train_betas", "learn_skinning", "nonrigid", "densify_every", "backend",
+       "tile_capacity", "fit_seed", "progress")
+OUT = ("output_dir", "eval_stride", "bbox_margin", "num_panels", "orbit_frames", "videos",
+       "lpips")
+SCRIPT_FLAGS = {
+    "fit": SEQUENCE + FIT + OUT + ("body_model", "checkpoints"),
+    "demo": SEQUENCE + FIT + OUT + ("body_model", "checkpoints"),
+    "ablate": SEQUENCE + FIT + OUT + ("body_model", "variants", "write_runs"),
+    "fit_many": SEQUENCE + FIT + OUT + ("body_model", "sequences", "shard", "write_runs"),
+    "evaluate": ("run_dir", "output_dir", "poses", "eval_stride", "bbox_margin", "lpips",
+                 "outputs", "progress"),
+    "animate": ("run_dir", "avatar", "betas_from", "motion", "fps", "max_frames", "view",
+                "azimuth", "distance", "camera_height", "follow", "image_size", "view_height",
+                "background", "output_dir", "png", "body_model", "backend", "tile_capacity",
+                "progress"),
+}
+
+
+def run_script(name: str, *args: str, timeout: float = 600, env_extra=None
+               ) -> subprocess.CompletedProcess:
+  env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+  env.update(env_extra or {})
+  return subprocess.run([sys.executable, os.path.join(EXPERIMENTS, f"{name}.py"), *args],
+                        capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT,
+                        check=False)
+
+
+def _documented_flags(helptext: str) -> dict[str, str]:
+  """``{flag: help text}`` of the flag entries in an absl help listing."""
+  out = {}
+  pattern = re.compile(r"^  --(?:\[no\])?(\w+): (.*(?:\n    .*)*)", re.M)
+  for match in pattern.finditer(helptext):
+    out[match.group(1)] = match.group(2)
+  return out
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPT_FLAGS))
+def test_helpfull_documents_every_flag(name):
+  result = run_script(name, "--helpfull", timeout=300)
+  # absl exits with status 1 after printing the help (absl.app's HelpfullFlag).
+  assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+  text = result.stdout
+  assert f"python experiments/{name}.py" in text  # the module docstring with the command
+  documented = _documented_flags(text)
+  for flag in SCRIPT_FLAGS[name]:
+    assert flag in documented, f"{name}.py --helpfull does not list --{flag}"
+    help_text = re.sub(r"\(default: .*\)|\(an? [a-z ]+\)|\s+", " ", documented[flag]).strip()
+    assert len(help_text) > 10, f"{name}.py: --{flag} has no help text: {documented[flag]!r}"
+
+
+# ------------------------------------------------------------------------------------------
+# Failing fast
+
+
+def _fails(result: subprocess.CompletedProcess, code: int, *patterns: str) -> None:
+  assert result.returncode == code, (result.returncode, result.stderr[-2000:])
+  for pattern in patterns:
+    assert re.search(pattern, result.stderr), (pattern, result.stderr[-2000:])
+  assert "Traceback" not in result.stderr
+
+
+def test_fit_missing_sequence_path():
+  _fails(run_script("fit", "--sequence=/no/such/dir", "--output_dir=/tmp/unused"), 2,
+         r"fit\.py: error: --sequence: '/no/such/dir' is neither a synthetic sequence name "
+         r"\(valid: \[.*'default'.*\]\) nor an existing path")
+
+
+def test_fit_unknown_loss_lists_valid_names():
+  _fails(run_script("fit", "--losses=rgb:1,photometric:0.5"), 2,
+         r"unknown loss term 'photometric'; valid names: .*\bdepth\b.*\bmask\b.*\brgb\b")
+
+
+def test_fit_wrong_format_flag():
+  _fails(run_script("fit", "--format=colmap"), 1,
+         r"flag --format=colmap: value should be one of <auto\|synthetic\|hsjax")
+
+
+def test_fit_directory_in_a_wrong_format(tmp_path):
+  (tmp_path / "frames").mkdir()
+  _fails(run_script("fit", f"--sequence={tmp_path}", "--format=hsjax"), 2,
+         rf"--sequence={re.escape(str(tmp_path))} \(--format=hsjax\): .*not an hsjax sequence "
+         r"\(no sequence.npz\)")
+  _fails(run_script("fit", f"--sequence={tmp_path}"), 2, r"cannot detect the sequence format")
+
+
+def test_evaluate_missing_run_dir():
+  _fails(run_script("evaluate", "--run_dir=/no/such/run"), 2,
+         r"evaluate\.py: error: run directory not found: /no/such/run")
+
+
+def test_animate_bad_inputs():
+  """The motion is checked first (by name or file), then the avatar."""
+  _fails(run_script("animate", "--motion=moonwalk", "--avatar=/no/such/avatar.npz"), 2,
+         r"unknown built-in motion 'moonwalk'; available: .*\bwalk\b")
+  _fails(run_script("animate", "--motion=/no/clip.bvh", "--avatar=/no/such/avatar.npz"), 2,
+         r"motion file not found: /no/clip\.bvh")
+  _fails(run_script("animate", "--motion=walk", "--avatar=/no/such/avatar.npz"), 2,
+         r"avatar file not found: /no/such/avatar\.npz")
+
+
+def test_ablate_unknown_variant():
+  _fails(run_script("ablate", "--variants=joint,gart"), 2,
+         r"--variants: unknown variant\(s\) \['gart'\]; valid: \['hmr', 'fixed', 'photometric'")
+
+
+def test_parse_losses():
+  assert common.parse_losses("") == ()
+  assert common.parse_losses("rgb:1, mask:0.5,depth:0") == (("rgb", 1.0), ("mask", 0.5),
+                                                             ("depth", 0.0))
+  with pytest.raises(common.InputError, match="must be name:weight"):
+    common.parse_losses("rgb")
+  with pytest.raises(common.InputError, match="weight of 'mask' must be a number"):
+    common.parse_losses("mask:high")
+  with pytest.raises(common.InputError, match="unknown loss term 'colour'; valid names: .*rgb"):
+    common.parse_losses("colour:1")
+
+
+# ------------------------------------------------------------------------------------------
+# End to end
+
+
+TINY = ("--num_frames=6", "--image_size=32", "--num_eval_views=1", "--num_novel_pose=2",
+        "--steps=6", "--warmup_steps=2", "--num_gaussians=300", "--batch_frames=2",
+        "--densify_every=0", "--orbit_frames=6", "--num_panels=2", "--tile_capacity=64",
+        "--noprogress")
+
+
+@pytest.mark.slow
+def test_fit_evaluate_animate_end_to_end(tmp_path):
+  """A tiny fit.py run writes every output; evaluate.py and animate.py read its directory;
+  its flags.txt replays (a replay with one flag changed fails on that flag only)."""
+  run = tmp_path / "run"
+  env = {"HSJAX_CACHE": str(tmp_path / "cache")}
+  result = run_script("fit", *TINY, f"--output_dir={run}", env_extra=env)
+  assert result.returncode == 0, result.stderr[-3000:]
+  for name in ("flags.txt", "config.json", "metrics.json", "table.md", "history.json",
+               "smpl_refined.npz", "smpl_hmr.npz", "avatar.npz", "avatar.ply",
+               "pose_error.png", "panels/frame_0000.png", "panels/frame_0005.png",
+               "train_view.mp4", "orbit.mp4", "checkpoints"):
+    assert (run / name).exists(), name
+  metrics = json.loads((run / "metrics.json").read_text())
+  assert metrics["pose"]["hmr"]["mpjpe"] > 0 and metrics["fit"]["steps"] == 6
+  assert metrics["novel_view"]["num_images"] == 6
+  config = json.loads((run / "config.json").read_text())
+  assert config["fit_config"]["steps"] == 6 and config["sequence"]["num_frames"] == 6
+  flags_txt = (run / "flags.txt").read_text()
+  assert "--steps=6" in flags_txt and "--image_size=32" in flags_txt
+  assert "Pose error" in result.stdout  # the table is printed
+
+  replay = run_script("fit", f"--flagfile={run / 'flags.txt'}", "--losses=nope:1",
+                      env_extra=env)
+  _fails(replay, 2, r"unknown loss term 'nope'")
+
+  ev = run_script("evaluate", f"--run_dir={run}", "--poses=hmr", "--noprogress",
+                  env_extra=env)
+  assert ev.returncode == 0, ev.stderr[-3000:]
+  ev_metrics = json.loads((run / "evaluate" / "metrics.json").read_text())
+  assert ev_metrics["poses"] == "hmr"
+  np.testing.assert_allclose(ev_metrics["pose"]["refined"]["mpjpe"],
+                             metrics["pose"]["hmr"]["mpjpe"], rtol=1e-5)
+
+  anim = tmp_path / "anim"
+  an = run_script("animate", f"--run_dir={run}", "--motion=walk", "--max_frames=5",
+                  "--image_size=32", "--view=orbit", f"--output_dir={anim}", "--noprogress",
+                  env_extra=env)
+  assert an.returncode == 0, an.stderr[-3000:]
+  assert (anim / "walk.mp4").exists() and len(os.listdir(anim / "frames")) == 5
