@@ -1,0 +1,225 @@
+r"""Times one fitting step by stage, and the end-to-end default fit.
+
+Stages, each a separately jitted function on the default sequence's first minibatch with the
+default ``FitConfig`` (so each number is that stage alone, compiled alone):
+
+* ``body_fk``: SMPL forward of the minibatch's frames (vertices, joints) and the joints of
+  every frame of the sequence (what the temporal terms use);
+* ``deform``: LBS of the avatar into the minibatch's frames (``hsjax.avatar.deform``, vmapped);
+* ``render``: the rasteriser on the deformed Gaussians (forward only), vmapped over frames;
+* ``render_fwd_bwd``: the same with its backward pass (the gradient of an L1 image loss);
+* ``loss``: ``hsjax.losses.total_loss`` of the default mapping on a fixed render;
+* ``update``: the Optax update of the avatar and the poses from a fixed gradient;
+* ``step``: the whole ``hsjax.fit.train_step`` (all of the above with every backward pass).
+
+Reported per stage: compile time and median / p10 / p90 over ``--repeats`` calls. With
+``--e2e`` the script also runs the default demo path once, end to end: generating the
+synthetic sequence (uncached: ``cache_dir=False``), the full default fit, and the pose errors
+before / after; this is the "≤ 10 min on 2 CPU cores" number.
+
+Command (the numbers in BENCHMARKS.md, section Fitting)::
+
+  python3 experiments/bench_fit.py --e2e --out=bench_fit.json
+
+Stage timing alone takes 2-4 minutes on 2 shared CPU cores (mostly compilation); ``--e2e``
+adds the fit itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+import os
+import platform
+import time
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from hsjax import avatar as avatar_lib
+from hsjax import body as body_lib
+from hsjax import losses as losses_lib
+from hsjax.camera import Camera
+from hsjax.render import render as render_gaussians
+from kernels.rasterize import api as raster_api
+
+# The package exports a function `fit` that shadows the module of the same name.
+fit_lib = importlib.import_module("hsjax.fit")
+
+_REPEATS = flags.DEFINE_integer("repeats", 10, "Timed calls per stage.")
+_E2E = flags.DEFINE_bool("e2e", False, "Also time the end-to-end default fit (minutes).")
+_OUT = flags.DEFINE_string("out", "bench_fit.json", "JSON output path.")
+_MD = flags.DEFINE_string("markdown", "", "Also write the Markdown tables to this path.")
+
+
+def _time(fn, *args, repeats: int) -> dict:
+  t0 = time.perf_counter()
+  jax.block_until_ready(fn(*args))
+  compile_s = time.perf_counter() - t0
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - t0)
+  ms = 1e3 * np.asarray(times)
+  return {"compile_s": round(compile_s, 2), "median_ms": round(float(np.median(ms)), 1),
+          "p10_ms": round(float(np.percentile(ms, 10)), 1),
+          "p90_ms": round(float(np.percentile(ms, 90)), 1)}
+
+
+def stage_times(sequence, config: fit_lib.FitConfig, body_model, repeats: int) -> dict:
+  """Per-stage timings of one step of ``config`` on ``sequence``."""
+  data = fit_lib.prepare_data(sequence, config)
+  state = fit_lib.init_state(data, config, body_model, jax.random.key(0))
+  losses = fit_lib.resolve_losses(config)
+  frames = jnp.arange(config.batch_frames, dtype=jnp.int32)
+  avatar = avatar_lib.combine(state.params.avatar, state.buffers)
+  poses = state.params.poses
+  cam = Camera(K=data.K[frames], world_to_cam=data.world_to_cam[frames], width=data.width,
+               height=data.height)
+  background = jnp.asarray(config.background, jnp.float32)
+  out = {}
+
+  # The body model is an argument, not a closure constant: XLA would otherwise spend seconds
+  # constant-folding template quantities (as the fit's step does, it stays an input).
+  @jax.jit
+  def body_fk(poses, body_model):
+    betas = jnp.broadcast_to(poses.betas, (frames.shape[0], poses.betas.shape[-1]))
+    batch = body_lib.body_forward(body_model, betas, poses.body_pose[frames],
+                                  poses.global_orient[frames], poses.transl[frames])
+    rot = body_lib.full_pose_rotmats(poses.body_pose, poses.global_orient)
+    all_betas = jnp.broadcast_to(poses.betas, (rot.shape[0], poses.betas.shape[-1]))
+    joints, _ = body_lib.joint_transforms(body_model, all_betas, rot, poses.transl)
+    return batch.vertices, batch.joints, joints
+
+  out["body_fk"] = _time(body_fk, poses, body_model, repeats=repeats)
+
+  @jax.jit
+  def deform(avatar, poses, body_model):
+    return jax.vmap(avatar_lib.deform_with_aux, in_axes=(None, None, None, 0, 0, 0))(
+        avatar, body_model, poses.betas, poses.body_pose[frames], poses.global_orient[frames],
+        poses.transl[frames])
+
+  out["deform"] = _time(deform, avatar, poses, body_model, repeats=repeats)
+  deformed = deform(avatar, poses, body_model)
+
+  def render_fn(gaussians):
+    return jax.vmap(lambda g, c: render_gaussians(
+        g, c, background=background, backend=config.backend,
+        tile_capacity=config.tile_capacity))(gaussians, cam)
+
+  out["render"] = _time(jax.jit(render_fn), deformed.gaussians, repeats=repeats)
+  images = data.images[frames]
+  out["render_fwd_bwd"] = _time(
+      jax.jit(jax.grad(lambda g: jnp.mean(jnp.abs(render_fn(g).rgb - images)))),
+      deformed.gaussians, repeats=repeats)
+  render = jax.jit(render_fn)(deformed.gaussians)
+  overflow = int(np.sum(np.asarray(render.overflow)))
+
+  frame = {"image": images, "mask": data.masks[frames], "depth": data.depth[frames],
+           "depth_weight": data.depth_weight, "depth_is_metric": data.depth_is_metric,
+           "index": frames}
+  body_out = body_fk(poses, body_model)
+
+  @jax.jit
+  def loss(render, params, body_model):
+    aux = {"step": jnp.int32(config.warmup_steps), "frames": frames,
+           "body": body_lib.BodyOutput(vertices=body_out[0], joints=body_out[1],
+                                       transforms=None, rotmats=None),
+           "gaussians": deformed.gaussians, "deform": deformed,
+           "sequence_joints": body_out[2], "frame_valid": data.frame_valid,
+           "init": data.init, "body_model": body_model, "camera": cam}
+    full = fit_lib.FitParams(avatar=avatar_lib.combine(params.avatar, state.buffers),
+                             poses=params.poses)
+    return losses_lib.total_loss(losses, render, frame, full, aux)
+
+  out["loss"] = _time(loss, render, state.params, body_model, repeats=repeats)
+
+  tx = fit_lib.make_optimizer(config)
+  grads = jax.tree_util.tree_map(lambda x: 1e-3 * jnp.ones_like(x), state.params)
+
+  @jax.jit
+  def update(grads, opt_state, params):
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+  out["update"] = _time(update, grads, state.opt_state, state.params, repeats=repeats)
+  step = jax.jit(functools.partial(fit_lib.train_step, config=config, losses=losses, tx=tx))
+  out["step"] = _time(step, state, data, body_model, repeats=repeats)
+  return {"stages": out, "overflow": overflow,
+          "setup": {"num_gaussians": config.num_gaussians, "batch_frames": config.batch_frames,
+                    "image": [data.height, data.width], "frames": data.num_frames,
+                    "backend": raster_api.resolve_backend(config.backend),
+                    "tile_capacity": config.tile_capacity}}
+
+
+def end_to_end(config: fit_lib.FitConfig, body_model) -> dict:
+  """Data generation (uncached) + the default fit + pose errors, timed."""
+  from hsjax import metrics  # pylint: disable=g-import-not-at-top
+  from hsjax.data import synthetic_sequence  # pylint: disable=g-import-not-at-top
+  t0 = time.perf_counter()
+  sequence = synthetic_sequence("default", seed=0, hmr_noise="hmr2_like", cache_dir=False)
+  t1 = time.perf_counter()
+  result = fit_lib.fit(sequence, config, key=jax.random.key(0), body_model=body_model)
+  t2 = time.perf_counter()
+  before = metrics.pose_metrics(body_model, sequence.hmr, sequence.gt)
+  after = metrics.pose_metrics(body_model, result.poses, sequence.gt)
+  keys = ("mpjpe", "pa_mpjpe", "root_error")
+  return {"data_s": round(t1 - t0, 1), "fit_s": round(t2 - t1, 1),
+          "total_s": round(t2 - t0, 1), "steps": config.steps,
+          "hmr": {k: round(before[k], 1) for k in keys},
+          "refined": {k: round(after[k], 1) for k in keys}}
+
+
+def markdown(result: dict) -> str:
+  s = result["setup"]
+  lines = [
+      f"Minibatch: {s['batch_frames']} frames of {s['image'][1]}x{s['image'][0]} px "
+      f"(after `downsample`), N = {s['num_gaussians']} Gaussians, backend `{s['backend']}`, "
+      f"tile capacity {s['tile_capacity']}; tile overflow on this minibatch: "
+      f"{result['overflow']}.", "",
+      "| stage | compile s | median ms | p10 ms | p90 ms |", "|---|---|---|---|---|"]
+  for name, t in result["stages"].items():
+    lines.append(f"| {name} | {t['compile_s']} | {t['median_ms']} | {t['p10_ms']} | "
+                 f"{t['p90_ms']} |")
+  if "e2e" in result:
+    e = result["e2e"]
+    lines += ["", "| end to end | data s | fit s | total s | steps |", "|---|---|---|---|---|",
+              f"| default demo fit | {e['data_s']} | {e['fit_s']} | {e['total_s']} | "
+              f"{e['steps']} |", "",
+              "| pose error (mm) | HMR init | refined | change |", "|---|---|---|---|"]
+    for k in ("mpjpe", "pa_mpjpe", "root_error"):
+      before, after = e["hmr"][k], e["refined"][k]
+      lines.append(f"| {k} | {before} | {after} | {100 * (after - before) / before:+.1f} % |")
+  return "\n".join(lines)
+
+
+def main(argv):
+  del argv
+  from hsjax.data import synthetic_sequence  # pylint: disable=g-import-not-at-top
+  body_model = body_lib.load_body_model("default")
+  config = fit_lib.FitConfig(progress=False)
+  sequence = synthetic_sequence("default", seed=0, hmr_noise="hmr2_like")
+  result = stage_times(sequence, config, body_model, _REPEATS.value)
+  if _E2E.value:
+    result["e2e"] = end_to_end(config, body_model)
+  result["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(),
+                       "jax": jax.__version__, "device": str(jax.devices()[0]),
+                       "load_average": os.getloadavg()}
+  with open(_OUT.value, "w") as f:
+    json.dump(result, f, indent=1)
+  table = markdown(result)
+  print(table)
+  if _MD.value:
+    with open(_MD.value, "w") as f:
+      f.write(table + "\n")
+
+
+if __name__ == "__main__":
+  jax.config.parse_flags_with_absl()
+  app.run(main)
