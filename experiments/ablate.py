@@ -81,7 +81,7 @@ def main(argv):
     raise common.InputError(f"unexpected arguments {argv[1:]} (flags need --name=value)")
   import jax  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   from hsjax import evaluation  # pylint: disable=g-import-not-at-top,import-outside-toplevel
-  from hsjax import fit  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax import fitting as fit  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   from hsjax import outputs  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   unknown = [v for v in _VARIANTS.value if v not in VARIANTS]
   if unknown:

@@ -10,7 +10,7 @@ default ``FitConfig`` (so each number is that stage alone, compiled alone):
 * ``render_fwd_bwd``: the same with its backward pass (the gradient of an L1 image loss);
 * ``loss``: ``hsjax.losses.total_loss`` of the default mapping on a fixed render;
 * ``update``: the Optax update of the avatar and the poses from a fixed gradient;
-* ``step``: the whole ``hsjax.fit.train_step`` (all of the above with every backward pass).
+* ``step``: the whole ``hsjax.fitting.train_step`` (all of the above with every backward pass).
 
 Reported per stage: compile time and median / p10 / p90 over ``--repeats`` calls. With
 ``--e2e`` the script also runs the default demo path once, end to end: generating the
@@ -45,11 +45,11 @@ from hsjax import avatar as avatar_lib
 from hsjax import body as body_lib
 from hsjax import losses as losses_lib
 from hsjax.camera import Camera
-from hsjax.render import render as render_gaussians
+from hsjax.rendering import render as render_gaussians
 from kernels.rasterize import api as raster_api
 
 # The package exports a function `fit` that shadows the module of the same name.
-fit_lib = importlib.import_module("hsjax.fit")
+fit_lib = importlib.import_module("hsjax.fitting")
 
 _REPEATS = flags.DEFINE_integer("repeats", 10, "Timed calls per stage.")
 _E2E = flags.DEFINE_bool("e2e", False, "Also time the end-to-end default fit (minutes).")

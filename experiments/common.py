@@ -223,7 +223,7 @@ def default_losses_help() -> str:
 
 @dataclasses.dataclass(frozen=True)
 class FitFlags:
-  """Holders of the flags that shape the fit (see ``hsjax.fit.FitConfig``)."""
+  """Holders of the flags that shape the fit (see ``hsjax.fitting.FitConfig``)."""
 
   steps: Any
   warmup_steps: Any
@@ -246,8 +246,8 @@ POSE_GROUPS = ("global_orient", "body_pose", "transl")
 
 
 def define_fit_flags() -> FitFlags:
-  """Flags for :func:`fit_config`; defaults are ``hsjax.fit.FitConfig``'s."""
-  from hsjax import fit  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  """Flags for :func:`fit_config`; defaults are ``hsjax.fitting.FitConfig``'s."""
+  from hsjax import fitting as fit  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   d = fit.FitConfig()
   return FitFlags(
       steps=flags.DEFINE_integer("steps", d.steps, "Optimisation steps (warm-up included)."),
@@ -283,12 +283,12 @@ def define_fit_flags() -> FitFlags:
 
 
 def fit_config(f: FitFlags, body_model: str = "default", **overrides):
-  """The ``hsjax.fit.FitConfig`` of the flags (``overrides`` win).
+  """The ``hsjax.fitting.FitConfig`` of the flags (``overrides`` win).
 
   Raises:
     InputError: unknown loss names or pose groups, or a config the library rejects.
   """
-  from hsjax import fit  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax import fitting as fit  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   refine = [g.strip() for g in f.refine.value if g.strip()]
   unknown = [g for g in refine if g not in POSE_GROUPS]
   if unknown:
@@ -427,7 +427,7 @@ def fit_evaluate_write(run_dir: str, sequence, config, body_model, *, seed: int,
   import time  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   import jax  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   from hsjax import evaluation  # pylint: disable=g-import-not-at-top,import-outside-toplevel
-  from hsjax import fit  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax import fitting as fit  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   from hsjax import outputs  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   t0 = time.perf_counter()
   try:

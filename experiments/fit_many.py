@@ -5,7 +5,7 @@ r"""Fits several subjects at once: one vmapped (and optionally sharded) optimisa
 ``--sequences`` lists subjects as ``name:seed`` (synthetic; the other sequence flags apply
 to each), ``name`` (seed 0) or paths of sequences. All subjects share the fit configuration
 and must have the same image size; shorter sequences are padded and their padding frames are
-never sampled (``hsjax.fit.fit_many``). With ``--shard``, subjects are sharded over the
+never sampled (``hsjax.fitting.fit_many``). With ``--shard``, subjects are sharded over the
 ``"subject"`` axis of a mesh of all devices (their number must divide the number of
 subjects); on a CPU, expose several host devices first:
 
@@ -67,7 +67,7 @@ def main(argv):
   import numpy as np  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   from hsjax import body as body_lib  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   from hsjax import evaluation  # pylint: disable=g-import-not-at-top,import-outside-toplevel
-  from hsjax import fit  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax import fitting as fit  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   from hsjax import outputs  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   config = common.fit_config(_FIT, body_model=_BODY_MODEL.value)
   body_model = common.load_body_model(_BODY_MODEL.value)

@@ -3,12 +3,12 @@
 Joint learning of an LBS-skinned 3D Gaussian avatar and refinement of per-frame SMPL poses
 from monocular video, by differentiable tile-based Gaussian splatting.
 
-Note: the functions ``hsjax.render`` and ``hsjax.fit`` shadow the modules of the same name as
-package attributes; import from the modules explicitly (``from hsjax.render import
-RenderOutput``), never ``from hsjax import render as module``.
+The top-level functions ``render`` and ``fit`` live in the modules ``hsjax.rendering`` and
+``hsjax.fitting``.
 """
 
 from hsjax import density
+from hsjax import losses
 from hsjax import nonrigid
 from hsjax.avatar import Avatar
 from hsjax.avatar import deform
@@ -19,29 +19,38 @@ from hsjax.body import SMPLParams
 from hsjax.body import body_forward
 from hsjax.body import load_body_model
 from hsjax.camera import Camera
+from hsjax.fitting import FitConfig
+from hsjax.fitting import FitResult
+from hsjax.fitting import fit
+from hsjax.fitting import fit_many
 from hsjax.gaussians import Gaussians
 from hsjax.ply import load_avatar_ply
 from hsjax.ply import load_ply
 from hsjax.ply import save_avatar_ply
 from hsjax.ply import save_ply
-from hsjax.render import RenderOutput
-from hsjax.render import render
+from hsjax.rendering import RenderOutput
+from hsjax.rendering import render
 
 __all__ = [
     "Avatar",
     "BodyModel",
     "BodyOutput",
     "Camera",
+    "FitConfig",
+    "FitResult",
     "Gaussians",
     "RenderOutput",
     "SMPLParams",
     "body_forward",
     "deform",
     "density",
+    "fit",
+    "fit_many",
     "init_avatar",
     "load_avatar_ply",
     "load_body_model",
     "load_ply",
+    "losses",
     "nonrigid",
     "render",
     "save_avatar_ply",

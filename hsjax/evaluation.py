@@ -56,8 +56,8 @@ from hsjax import body as body_lib
 from hsjax import metrics
 from hsjax.camera import Camera
 # Names, not the module: the package exports the function `render` as `hsjax.render`.
-from hsjax.render import DEFAULT_TILE_CAPACITY
-from hsjax.render import render as render_gaussians
+from hsjax.rendering import DEFAULT_TILE_CAPACITY
+from hsjax.rendering import render as render_gaussians
 
 # Image-metric keys of a summary, in table order.
 IMAGE_METRICS = ("psnr", "ssim", "lpips", "psnr_mask", "ssim_mask", "psnr_full", "ssim_full")
@@ -112,7 +112,7 @@ def render_frames(avatar: avatar_lib.Avatar, body_model: body_lib.BodyModel,
       every frame).
     frames: indices of the frames to render (default all T).
     background: RGB behind the avatar.
-    backend, tile_capacity: the rasteriser's (see :func:`hsjax.render.render`).
+    backend, tile_capacity: the rasteriser's (see :func:`hsjax.rendering.render`).
     progress: show a progress bar.
     desc: its label.
 

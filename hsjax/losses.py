@@ -21,7 +21,7 @@ The four arguments (F = frames in the minibatch, T = frames in the sequence, N G
   applies), 0.0 when it is relative (only the scale-and-shift-invariant term applies);
   ``"index" [F]`` int32 frame numbers in the sequence.
 
-``params``: the full trainable pytree ``hsjax.fit.FitParams`` with fields ``avatar``
+``params``: the full trainable pytree ``hsjax.fitting.FitParams`` with fields ``avatar``
   (``hsjax.avatar.Avatar``) and ``poses`` (``hsjax.body.SMPLParams`` of the whole sequence:
   ``betas [B]``, ``body_pose [T, 23, 3]``, ``global_orient [T, 3]``, ``transl [T, 3]``,
   axis-angle, world frame).

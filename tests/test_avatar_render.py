@@ -9,7 +9,7 @@ from jax.test_util import check_grads
 from hsjax import avatar as avatar_lib
 from hsjax import body as body_lib
 from hsjax import camera as camera_lib
-from hsjax.render import render
+from hsjax.rendering import render
 
 # Acceptance threshold of issue 4 for the initialised avatar at 256².
 MIN_IOU = 0.95

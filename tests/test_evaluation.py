@@ -11,7 +11,7 @@ from hsjax import evaluation
 from hsjax import metrics
 from hsjax.camera import Camera
 from hsjax.data import synthetic_sequence
-from hsjax.render import render as render_gaussians
+from hsjax.rendering import render as render_gaussians
 
 
 @pytest.fixture(scope="module")

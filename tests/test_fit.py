@@ -18,7 +18,7 @@ from hsjax import losses as losses_lib
 from hsjax.data import synthetic_sequence
 
 # The package exports a function `fit` that shadows the module of the same name.
-fit_lib = importlib.import_module("hsjax.fit")
+fit_lib = importlib.import_module("hsjax.fitting")
 
 # vmap / sharding reorder float reductions; parameters of tiny fits agree to this.
 MULTI_TOL = 2e-5

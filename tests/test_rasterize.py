@@ -10,8 +10,8 @@ import pytest
 
 import hsjax
 from hsjax import camera as camera_lib
-from hsjax.render import gaussian_colors
-from hsjax.render import render as render_fn
+from hsjax.rendering import gaussian_colors
+from hsjax.rendering import render as render_fn
 from kernels.rasterize import api
 from kernels.rasterize import binning
 from kernels.rasterize import projection

@@ -5,7 +5,7 @@ One optimisation step (:func:`train_step`, a single ``jax.jit``):
 1. sample a minibatch of F frames (an epoch-wise random permutation of the valid frames, so
    every frame is seen once per epoch; the order depends only on the fit key and the step);
 2. pose them with SMPL (``hsjax.body``), skin the canonical Gaussians into each frame
-   (``hsjax.avatar.deform``) and render them (``hsjax.render.render``, vmapped over frames);
+   (``hsjax.avatar.deform``) and render them (``hsjax.rendering.render``, vmapped over frames);
 3. evaluate the loss mapping ``name -> (weight, term)`` (``hsjax.losses``);
 4. differentiate with respect to *both* the avatar and the per-frame poses and update them
    with one Optax transformation that gives every parameter group its own learning rate,
@@ -43,7 +43,7 @@ the ``"subject"`` axis of a ``jax.sharding.Mesh``.
 Usage::
 
   from hsjax.data import synthetic_sequence
-  from hsjax.fit import FitConfig, fit
+  from hsjax.fitting import FitConfig, fit
 
   sequence = synthetic_sequence("default", seed=0, hmr_noise="hmr2_like")
   result = fit(sequence, FitConfig(), key=jax.random.key(0), checkpoint_dir="runs/ckpt")
@@ -75,7 +75,7 @@ from hsjax import losses as losses_lib
 from hsjax.body import SMPLParams
 from hsjax.camera import Camera
 # Imported by name: the package exports a function `render` that shadows the module.
-from hsjax.render import render as render_gaussians
+from hsjax.rendering import render as render_gaussians
 
 POSE_GROUPS = ("global_orient", "body_pose", "transl", "betas")
 FROZEN = "frozen"
