@@ -100,8 +100,10 @@ def define_sequence_flags(default: str = "default") -> SequenceFlags:
                                       "preset's, 60 for 'default')."),
       image_size=flags.DEFINE_integer("image_size", 0, "Synthetic sequences: square image size "
                                       "in pixels (0: the preset's, 256)."),
-      depth=flags.DEFINE_enum("depth", "preset", ["preset", "exact", "relative", "none"],
-                              "Synthetic sequences: depth maps given to the fit."),
+      depth=flags.DEFINE_enum("depth", "preset", ["preset", *synthetic.DEPTH_MODES],
+                              "Synthetic sequences: depth maps given to the fit (exact metric, "
+                              "relative, none, or a simulated monocular-depth preset of "
+                              "hsjax.data.depth_noise)."),
       num_eval_views=flags.DEFINE_integer("num_eval_views", -1, "Synthetic sequences: held-out "
                                           "cameras (-1: the preset's, 4)."),
       num_novel_pose=flags.DEFINE_integer("num_novel_pose", -1, "Synthetic sequences: held-out "
