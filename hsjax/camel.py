@@ -18,8 +18,10 @@ hsjax's choices, documented per function:
    ``τ`` times wider than thick.
 
 Nearest-neighbour lookups have static shapes: :func:`nearest_points` is an exact brute force
-over chunks of queries (memory ``chunk × M``); callers that cannot afford it every step keep the
-indices and refresh them every k steps (``hsjax.fit`` does; see its config).
+over chunks of queries (memory ``chunk × M``); callers that cannot afford it every step pass
+cached indices instead. ``hsjax.losses`` evaluates the terms on the canonical avatar against
+the template mesh with each Gaussian's anchor vertex as its nearest vertex (no search at all;
+the coverage term, which needs a search, is off by default).
 
 The 3D depth term (:func:`depth_chamfer`) is a one-sided Huber Chamfer distance from the
 Gaussian centres to the depth map unprojected with the intrinsics, restricted to pixels inside
