@@ -18,9 +18,9 @@ changes the output folder and prints a summary. Re-running resumes from the chec
 ``outputs/demo/checkpoints`` (delete the folder, or pass ``--nocheckpoints``, to start over).
 
 Measured (2026-11-25, default FitConfig: 900 steps, 2000 Gaussians, 4 frames per step,
-tile capacity 128) on the 2-core development machine, shared with other jobs: 301 s wall
-(sequence from the cache 0 s, fit 271 s, evaluation 24 s, outputs 6 s); generating the
-sequence on the first run adds 13 s. It printed (mm; PSNR / SSIM in the person's bounding box)::
+tile capacity 128) on a 2-core machine in a fresh venv: 117 s wall (sequence from the cache
+0 s, fit 101 s, evaluation 11 s, outputs 4 s); 301 s while the machine was shared with other
+jobs. Generating the sequence on the first run adds 15-45 s. It printed (mm; PSNR / SSIM in the person's bounding box)::
 
   HMR init    MPJPE 77.1, PA-MPJPE 53.4, root 219.9, V2V 246.7
   refined     MPJPE 40.2, PA-MPJPE 29.6, root  60.3, V2V  55.3   (-48 %, -45 %, -73 %, -78 %)
