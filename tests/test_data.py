@@ -7,6 +7,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from hsjax import body as body_lib
+from hsjax import motion as motion_pkg
 from hsjax.camera import Camera, intrinsics, look_at
 from hsjax.data import HMR_NOISE_PRESETS, render_mesh, simulate_hmr, synthetic_sequence
 from hsjax.data import _metrics as metrics
@@ -440,3 +441,14 @@ def test_simulate_hmr_outliers_and_bad_shapes():
     simulate_hmr(bad, cams, "mild", seed=0)
   with pytest.raises(ValueError, match=r"world_to_cam must be \[4, 4\] or \[T=30, 4, 4\]"):
     simulate_hmr(gt, _cams(29), "mild", seed=0)
+
+
+def test_benchmark_presets_move_in_at_least_six_real_motions():
+  """The named benchmark sequences use captured clips; parametric ones are `param_*` extras."""
+  real = set(motion_pkg.builtin_motions())
+  used = {cfg.motion for cfg in synthetic_lib.PRESETS.values() if cfg.motion in real}
+  assert len(used) >= 6, used
+  assert synthetic_lib.PRESETS["default"].motion in real
+  for name, cfg in synthetic_lib.PRESETS.items():
+    if cfg.motion in motions_lib.PARAMETRIC_MOTIONS:
+      assert name.startswith("param_"), name
