@@ -41,15 +41,8 @@ class UnsafePickleError(pickle.UnpicklingError):
   """A pickle referenced a global outside the whitelist (nothing was called)."""
 
 
-class ChumpyStub:
-  """Stands in for any chumpy class; holds the pickled ``__dict__`` of the node.
-
-  chumpy's ``Ch.__getstate__`` returns the instance ``__dict__`` (minus caches): the value of a
-  leaf ``Ch`` is ``state["x"]``; ``chumpy.reordering.Select`` nodes hold ``a`` (a node),
-  ``idxs`` (flat indices into ``a``) and optionally ``preferred_shape``.
-  """
-
-  class_name = "chumpy"  # the pickled module.name, set per subclass by the unpickler
+class _PickledState:
+  """A stub object: keeps the state a pickle gives it, and runs nothing."""
 
   state: dict = {}  # replaced (never mutated) by ``__setstate__``
 
@@ -59,6 +52,18 @@ class ChumpyStub:
 
   def __setstate__(self, state):
     self.state = dict(state) if isinstance(state, dict) else {"__state__": state}
+
+
+class ChumpyStub(_PickledState):
+  """Stands in for any chumpy class; holds the pickled ``__dict__`` of the node.
+
+  chumpy's ``Ch.__getstate__`` returns the instance ``__dict__`` (minus caches): the value of a
+  leaf ``Ch`` is ``state["x"]``; ``chumpy.reordering.Select`` nodes hold ``a`` (a node),
+  ``idxs`` (flat indices into ``a``) and optionally ``preferred_shape``.
+  """
+
+  class_name = "chumpy"  # the pickled module.name, set per subclass by the unpickler
+
 
   def value(self, where: str) -> np.ndarray:
     """The node's array value; ``where`` names the field for error messages."""
@@ -75,19 +80,12 @@ class ChumpyStub:
 
 
 
-class SparseStub:
+class SparseStub(_PickledState):
   """Stands in for ``scipy.sparse`` CSC / CSR matrices; densified with numpy."""
 
   layout = "csc"  # set per subclass by :func:`_sparse_stub`
   class_name = "scipy.sparse.csc_matrix"
 
-  state: dict = {}  # replaced (never mutated) by ``__setstate__``
-
-  def __init__(self, *args, **kwargs):  # pylint: disable=unused-argument
-    pass
-
-  def __setstate__(self, state):
-    self.state = dict(state) if isinstance(state, dict) else {"__state__": state}
 
   def value(self, where: str) -> np.ndarray:
     """Dense ``[rows, cols]`` array."""
