@@ -75,12 +75,17 @@ def save_smpl_npz(path: str, params: body_lib.SMPLParams, *, fps: float | None =
   np.savez(path, **arrays)
 
 
+def _read_npz(path: str, what: str) -> dict:
+  """All arrays of an ``.npz`` (no pickles); ``what`` names the file in the error."""
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{what} not found: {path}")
+  with np.load(path, allow_pickle=False) as f:
+    return {k: f[k] for k in f.files}
+
+
 def load_smpl_npz(path: str) -> body_lib.SMPLParams:
   """Reads :func:`save_smpl_npz`'s layout back (``body_pose [T, 69]`` or ``[T, 23, 3]``)."""
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"SMPL parameter file not found: {path}")
-  with np.load(path, allow_pickle=False) as f:
-    data = {k: f[k] for k in f.files}
+  data = _read_npz(path, "SMPL parameter file")
   missing = [k for k in ("betas", "global_orient", "body_pose", "transl") if k not in data]
   if missing:
     raise ValueError(f"{path}: missing field(s) {missing}; found {sorted(data)}")
@@ -132,10 +137,7 @@ def save_avatar(path: str, avatar: avatar_lib.Avatar) -> None:
 def load_avatar(path: str) -> avatar_lib.Avatar:
   """Reads :func:`save_avatar`'s file."""
   import flax.traverse_util  # pylint: disable=g-import-not-at-top,import-outside-toplevel
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"avatar file not found: {path}")
-  with np.load(path, allow_pickle=False) as f:
-    data = {k: f[k] for k in f.files}
+  data = _read_npz(path, "avatar file")
   if "meta" not in data:
     raise ValueError(f"{path}: not an hsjax avatar file (no 'meta' field); found "
                      f"{sorted(data)[:8]}")

@@ -12,12 +12,9 @@ chumpy installed, which is not possible on current numpy). So for each model the
 hsjax's output from each of its files is then compared with smplx's output from the plain one.
 """
 
-import copyreg
 import functools
 import os
 import pickle
-import sys
-import types
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +24,7 @@ import pytest
 import scipy.sparse
 
 from hsjax import body
+from fake_pickles import fake_pickled_class
 
 smplx = pytest.importorskip("smplx")
 torch = pytest.importorskip("torch")
@@ -99,26 +97,10 @@ def write_plain_pkl(path, arrays: dict) -> None:
     pickle.dump(data, f, protocol=2)
 
 
-def _fake_class(monkeypatch, module: str, name: str) -> type:
-  def reduce_ex(self, protocol):  # pylint: disable=unused-argument
-    return (copyreg.__newobj__, (type(self),), dict(self.__dict__))
-
-  cls = type(name, (), {"__reduce_ex__": reduce_ex, "__module__": module})
-  parts = module.split(".")
-  for i in range(1, len(parts) + 1):
-    mod_name = ".".join(parts[:i])
-    if mod_name not in sys.modules or i == len(parts):
-      mod = types.ModuleType(mod_name)
-      if i == len(parts):
-        setattr(mod, name, cls)
-      monkeypatch.setitem(sys.modules, mod_name, mod)
-  return cls
-
-
 def write_chumpy_pkl(path, arrays: dict, monkeypatch) -> None:
   """An official-style SMPL pickle: chumpy ``Ch`` objects and a ``csc_matrix``, protocol 2."""
-  ch_cls = _fake_class(monkeypatch, "chumpy.ch", "Ch")
-  csc_cls = _fake_class(monkeypatch, "scipy.sparse.csc", "csc_matrix")
+  ch_cls = fake_pickled_class(monkeypatch, "chumpy.ch", "Ch")
+  csc_cls = fake_pickled_class(monkeypatch, "scipy.sparse.csc", "csc_matrix")
 
   def ch(x):
     obj = ch_cls.__new__(ch_cls)

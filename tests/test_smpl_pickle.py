@@ -1,10 +1,7 @@
 """Tests of the restricted SMPL ``.pkl`` / ``.npz`` readers (hsjax.smpl_pickle)."""
 
-import copyreg
 import os
 import pickle
-import sys
-import types
 import zipfile
 
 import numpy as np
@@ -12,26 +9,7 @@ import pytest
 import scipy.sparse
 
 from hsjax import smpl_pickle
-
-
-def _fake_class(monkeypatch, module: str, name: str) -> type:
-  """A class that pickles as ``module.name`` with its ``__dict__`` as state (protocol 2),
-  the way chumpy and scipy objects appear in the official SMPL files."""
-
-  def reduce_ex(self, protocol):  # pylint: disable=unused-argument
-    return (copyreg.__newobj__, (type(self),), dict(self.__dict__))
-
-  cls = type(name, (), {"__reduce_ex__": reduce_ex, "__module__": module})
-  parts = module.split(".")
-  for i in range(1, len(parts) + 1):
-    mod_name = ".".join(parts[:i])
-    mod = types.ModuleType(mod_name)
-    if i == len(parts):
-      setattr(mod, name, cls)
-    # Fresh fake modules for the whole package path; monkeypatch restores the real ones.
-    if mod_name not in sys.modules or i == len(parts):
-      monkeypatch.setitem(sys.modules, mod_name, mod)
-  return cls
+from fake_pickles import fake_pickled_class
 
 
 def _make(cls, **state):
@@ -42,9 +20,9 @@ def _make(cls, **state):
 
 @pytest.fixture
 def chumpy_classes(monkeypatch):
-  ch = _fake_class(monkeypatch, "chumpy.ch", "Ch")
-  select = _fake_class(monkeypatch, "chumpy.reordering", "Select")
-  csc = _fake_class(monkeypatch, "scipy.sparse.csc", "csc_matrix")
+  ch = fake_pickled_class(monkeypatch, "chumpy.ch", "Ch")
+  select = fake_pickled_class(monkeypatch, "chumpy.reordering", "Select")
+  csc = fake_pickled_class(monkeypatch, "scipy.sparse.csc", "csc_matrix")
   return ch, select, csc
 
 
@@ -82,7 +60,7 @@ def test_chumpy_pickle_round_trip(tmp_path, chumpy_classes, protocol):
 
 def test_csr_and_old_scipy_shape_key(tmp_path, monkeypatch):
   """CSR layout, and ``shape`` instead of ``_shape`` (older scipy pickles)."""
-  csr = _fake_class(monkeypatch, "scipy.sparse.csr", "csr_matrix")
+  csr = fake_pickled_class(monkeypatch, "scipy.sparse.csr", "csr_matrix")
   dense = np.array([[0.0, 2.0, 0.0], [1.0, 0.0, 3.0]])
   sp = scipy.sparse.csr_matrix(dense)
   data = {"J": _make(csr, data=sp.data, indices=sp.indices, indptr=sp.indptr, shape=sp.shape)}
@@ -198,7 +176,7 @@ def test_bad_files(tmp_path):
 
 
 def test_unsupported_chumpy_node_is_named(tmp_path, monkeypatch):
-  add = _fake_class(monkeypatch, "chumpy.ch_ops", "add")
+  add = fake_pickled_class(monkeypatch, "chumpy.ch_ops", "add")
   path = tmp_path / "m.pkl"
   path.write_bytes(pickle.dumps({"v_template": _make(add, b=1)}, protocol=2))
   with pytest.raises(ValueError, match=r"v_template.*chumpy\.ch_ops\.add"):
