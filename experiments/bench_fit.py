@@ -10,7 +10,16 @@ default ``FitConfig`` (so each number is that stage alone, compiled alone):
 * ``render_fwd_bwd``: the same with its backward pass (the gradient of an L1 image loss);
 * ``loss``: ``hsjax.losses.total_loss`` of the default mapping on a fixed render;
 * ``update``: the Optax update of the avatar and the poses from a fixed gradient;
-* ``step``: the whole ``hsjax.fitting.train_step`` (all of the above with every backward pass).
+* ``step``: the whole ``hsjax.fitting.train_step`` (all of the above with every backward pass);
+* ``camel_terms`` / ``depth_3d``: value and gradient of the CAMEL terms (at their default
+  weights) / of the 3D depth term (visibility selection, unprojection, Chamfer) alone;
+  ``depth_3d_p<P>``: the 3D depth term with P depth pixels per frame (``all``: every valid
+  one) instead of the default 512;
+* ``camel_search``: one exact search of every Gaussian's nearest template vertex, run every
+  ``FitConfig.camel_refresh_every`` steps outside the step; its per-step share is printed
+  next to its full cost, which a search inside every step would add;
+* ``step_without_new_terms``: the step with the CAMEL and 3D depth weights at 0; the
+  difference to ``step`` is what those terms cost.
 
 Reported per stage: compile time and median / p10 / p90 over ``--repeats`` calls. With
 ``--e2e`` the script also runs the default demo path once, end to end: generating the
@@ -55,6 +64,9 @@ _REPEATS = flags.DEFINE_integer("repeats", 10, "Timed calls per stage.")
 _E2E = flags.DEFINE_bool("e2e", False, "Also time the end-to-end default fit (minutes).")
 _OUT = flags.DEFINE_string("out", "bench_fit.json", "JSON output path.")
 _MD = flags.DEFINE_string("markdown", "", "Also write the Markdown tables to this path.")
+_DEPTH_POINTS = flags.DEFINE_list(
+    "depth_3d_points", ["256", "1024", "0"], "Also time the 3D depth term with these numbers "
+    "of depth pixels per frame (0: every valid pixel; the default term uses 512).")
 
 
 def _time(fn, *args, repeats: int) -> dict:
@@ -72,7 +84,8 @@ def _time(fn, *args, repeats: int) -> dict:
           "p90_ms": round(float(np.percentile(ms, 90)), 1)}
 
 
-def stage_times(sequence, config: fit_lib.FitConfig, body_model, repeats: int) -> dict:
+def stage_times(sequence, config: fit_lib.FitConfig, body_model, repeats: int,
+                depth_points: tuple[int, ...] = ()) -> dict:
   """Per-stage timings of one step of ``config`` on ``sequence``."""
   data = fit_lib.prepare_data(sequence, config)
   state = fit_lib.init_state(data, config, body_model, jax.random.key(0))
@@ -122,23 +135,38 @@ def stage_times(sequence, config: fit_lib.FitConfig, body_model, repeats: int) -
   overflow = int(np.sum(np.asarray(render.overflow)))
 
   frame = {"image": images, "mask": data.masks[frames], "depth": data.depth[frames],
-           "depth_weight": data.depth_weight, "depth_is_metric": data.depth_is_metric,
-           "index": frames}
+           "depth_K": data.depth_K[frames], "depth_weight": data.depth_weight,
+           "depth_is_metric": data.depth_is_metric, "index": frames}
   body_out = body_fk(poses, body_model)
 
-  @jax.jit
-  def loss(render, params, body_model):
+  def terms(losses, render, params, gaussians, body_model):
     aux = {"step": jnp.int32(config.warmup_steps), "frames": frames,
            "body": body_lib.BodyOutput(vertices=body_out[0], joints=body_out[1],
                                        transforms=None, rotmats=None),
-           "gaussians": deformed.gaussians, "deform": deformed,
+           "gaussians": gaussians, "deform": deformed,
            "sequence_joints": body_out[2], "frame_valid": data.frame_valid,
-           "init": data.init, "body_model": body_model, "camera": cam}
+           "init": data.init, "body_model": body_model, "camera": cam,
+           "camel_nearest": state.camel_nearest}
     full = fit_lib.FitParams(avatar=avatar_lib.combine(params.avatar, state.buffers),
                              poses=params.poses)
     return losses_lib.total_loss(losses, render, frame, full, aux)
 
-  out["loss"] = _time(loss, render, state.params, body_model, repeats=repeats)
+  out["loss"] = _time(jax.jit(functools.partial(terms, losses)), render, state.params,
+                      deformed.gaussians, body_model, repeats=repeats)
+  camel_names = [n for n in losses if n.startswith("camel_")]
+  variants = [("camel_terms", {n: losses[n] for n in camel_names}),
+              ("depth_3d", {"depth_3d": losses["depth_3d"]})]
+  for points in depth_points:  # the 3D depth term at other pixel budgets
+    term = losses_lib.make_depth_chamfer(max_points=points or None)
+    variants.append((f"depth_3d_p{points or 'all'}", {"depth_3d": (1.0, term)}))
+  for stage, subset in variants:
+    if all(w == 0 for w, _ in subset.values()):  # switched off: time it at weight 1
+      subset = {n: (1.0, fn) for n, (_, fn) in subset.items()}
+    grad = jax.jit(jax.value_and_grad(lambda p, g, bm, subset=subset: terms(
+        subset, render, p, g, bm)[0], argnums=(0, 1)))
+    out[stage] = _time(grad, state.params, deformed.gaussians, body_model, repeats=repeats)
+  out["camel_search"] = _time(fit_lib.nearest_template_vertices, avatar.means, body_model,
+                              repeats=repeats)
 
   tx = fit_lib.make_optimizer(config)
   grads = jax.tree_util.tree_map(lambda x: 1e-3 * jnp.ones_like(x), state.params)
@@ -151,7 +179,11 @@ def stage_times(sequence, config: fit_lib.FitConfig, body_model, repeats: int) -
   out["update"] = _time(update, grads, state.opt_state, state.params, repeats=repeats)
   step = jax.jit(functools.partial(fit_lib.train_step, config=config, losses=losses, tx=tx))
   out["step"] = _time(step, state, data, body_model, repeats=repeats)
+  plain = losses_lib.with_weights(losses, {n: 0.0 for n in [*camel_names, "depth_3d"]})
+  step = jax.jit(functools.partial(fit_lib.train_step, config=config, losses=plain, tx=tx))
+  out["step_without_new_terms"] = _time(step, state, data, body_model, repeats=repeats)
   return {"stages": out, "overflow": overflow,
+          "camel_refresh_every": config.camel_refresh_every,
           "setup": {"num_gaussians": config.num_gaussians, "batch_frames": config.batch_frames,
                     "image": [data.height, data.width], "frames": data.num_frames,
                     "backend": raster_api.resolve_backend(config.backend),
@@ -187,6 +219,13 @@ def markdown(result: dict) -> str:
   for name, t in result["stages"].items():
     lines.append(f"| {name} | {t['compile_s']} | {t['median_ms']} | {t['p10_ms']} | "
                  f"{t['p90_ms']} |")
+  st = result["stages"]
+  new = st["step"]["median_ms"] - st["step_without_new_terms"]["median_ms"]
+  search = st["camel_search"]["median_ms"] / max(result["camel_refresh_every"], 1)
+  lines += ["", f"CAMEL + 3D depth terms: {new:.1f} ms of the {st['step']['median_ms']} ms "
+            f"step ({100 * new / st['step']['median_ms']:.0f} %); the nearest-vertex search "
+            f"every {result['camel_refresh_every']} steps adds {search:.1f} ms a step "
+            f"(searched inside every step it would add {st['camel_search']['median_ms']} ms)."]
   if "e2e" in result:
     e = result["e2e"]
     lines += ["", "| end to end | data s | fit s | total s | steps |", "|---|---|---|---|---|",
@@ -205,7 +244,8 @@ def main(argv):
   body_model = body_lib.load_body_model("default")
   config = fit_lib.FitConfig(progress=False)
   sequence = synthetic_sequence("default", seed=0, hmr_noise="hmr2_like")
-  result = stage_times(sequence, config, body_model, _REPEATS.value)
+  result = stage_times(sequence, config, body_model, _REPEATS.value,
+                       tuple(int(p) for p in _DEPTH_POINTS.value))
   if _E2E.value:
     result["e2e"] = end_to_end(config, body_model)
   result["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(),

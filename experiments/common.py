@@ -238,6 +238,8 @@ class FitFlags:
   learn_skinning: Any
   nonrigid: Any
   densify_every: Any
+  means_lr: Any
+  camel_refresh_every: Any
   backend: Any
   tile_capacity: Any
   fit_seed: Any
@@ -276,6 +278,12 @@ def define_fit_flags() -> FitFlags:
       nonrigid=flags.DEFINE_bool("nonrigid", d.nonrigid, "Pose-dependent non-rigid MLP."),
       densify_every=flags.DEFINE_integer("densify_every", d.densify_every,
                                          "Steps between density-control passes (0: off)."),
+      means_lr=flags.DEFINE_float("means_lr", dict(d.avatar_lrs)["means"],
+                                  "Adam learning rate of the avatar's centres (metres)."),
+      camel_refresh_every=flags.DEFINE_integer(
+          "camel_refresh_every", d.camel_refresh_every,
+          "Steps between searches of each Gaussian's nearest body vertex for the CAMEL terms "
+          "(0: use the vertex it is anchored to)."),
       backend=flags.DEFINE_enum("backend", d.backend, list(BACKENDS), "Rasteriser backend."),
       tile_capacity=flags.DEFINE_integer("tile_capacity", d.tile_capacity,
                                          "Gaussians kept per 16x16 tile."),
@@ -305,6 +313,8 @@ def fit_config(f: FitFlags, body_model: str = "default", **overrides):
       train_transl="transl" in refine, train_betas=f.train_betas.value,
       learn_skinning=f.learn_skinning.value, nonrigid=f.nonrigid.value,
       densify_every=f.densify_every.value, backend=f.backend.value,
+      avatar_lrs=tuple(dict(fit.FitConfig().avatar_lrs, means=f.means_lr.value).items()),
+      camel_refresh_every=f.camel_refresh_every.value,
       tile_capacity=f.tile_capacity.value, progress=f.progress.value)
   # Density control must fit inside the schedule of a short fit.
   d = fit.FitConfig()
@@ -407,7 +417,12 @@ def read_config(run_dir: str) -> dict[str, Any]:
 def fit_summary(result, seconds: float) -> dict[str, Any]:
   """What ``metrics.json`` records about the fit itself."""
   history = result.history
+  steps, times = history["step"], history["time"]
+  # From the first record on, so that compilation (inside the first record) is left out.
+  step_ms = (1000.0 * (times[-1] - times[0]) / (steps[-1] - steps[0])
+             if len(steps) > 1 and steps[-1] > steps[0] else None)
   return {"steps": result.config.steps, "time_s": round(seconds, 1),
+          "step_ms": None if step_ms is None else round(step_ms, 1),
           "final_loss": history["total"][-1] if history["total"] else None,
           "final_terms": {k: v[-1] for k, v in history["terms"].items() if v},
           "overflow_last": history["overflow"][-1] if history["overflow"] else None}

@@ -18,13 +18,13 @@ changes the output folder and prints a summary. Re-running resumes from the chec
 ``outputs/demo/checkpoints`` (delete the folder, or pass ``--nocheckpoints``, to start over).
 
 Measured (2026-11-25, default FitConfig: 900 steps, 2000 Gaussians, 4 frames per step,
-tile capacity 128) on a 2-core machine in a fresh venv: 117 s wall (sequence from the cache
-0 s, fit 101 s, evaluation 11 s, outputs 4 s); 301 s while the machine was shared with other
-jobs. Generating the sequence on the first run adds 15-45 s. It printed (mm; PSNR / SSIM in the person's bounding box)::
+tile capacity 128, CAMEL and 3D depth terms) on a 2-core machine: 131 s wall (sequence from
+the cache 0 s, fit 113 s, evaluation 14 s, outputs 4 s). Generating the sequence on the first
+run adds 15-45 s. It printed (mm; PSNR / SSIM in the person's bounding box)::
 
   HMR init    MPJPE 77.1, PA-MPJPE 53.4, root 219.9, V2V 246.7
-  refined     MPJPE 40.2, PA-MPJPE 29.6, root  60.3, V2V  55.3   (-48 %, -45 %, -73 %, -78 %)
-  novel view 22.24 dB / 0.691, novel pose 24.04 dB / 0.755, training view 27.61 dB / 0.835
+  refined     MPJPE 45.3, PA-MPJPE 30.1, root  55.2, V2V  48.4   (-41 %, -44 %, -75 %, -80 %)
+  novel view 22.32 dB / 0.689, novel pose 24.44 dB / 0.765, training view 27.22 dB / 0.826
 
 (LPIPS is reported only where the ``lpips`` package and its weights are installed.)
 """

@@ -20,18 +20,25 @@ hsjax's choices, documented per function:
 Nearest-neighbour lookups have static shapes: :func:`nearest_points` is an exact brute force
 over chunks of queries (memory ``chunk × M``); callers that cannot afford it every step pass
 cached indices instead. ``hsjax.losses`` evaluates the terms on the canonical avatar against
-the template mesh with each Gaussian's anchor vertex as its nearest vertex (no search at all;
-the coverage term, which needs a search, is off by default).
+the template mesh (or, optionally, on the posed avatar against the posed mesh) with each
+Gaussian's nearest template vertex searched every ``FitConfig.camel_refresh_every`` steps
+outside the jitted step: the search costs about 70 ms for 2,000 Gaussians and 13,380
+vertices on 2 CPU cores, most of a step, while between refreshes a centre moves by far less
+than the vertex spacing. The coverage term, which needs the opposite search (vertex to
+Gaussian) every step, is off by default.
 
 The 3D depth term (:func:`depth_chamfer`) is a one-sided Huber Chamfer distance from the
 Gaussian centres to the depth map unprojected with the intrinsics, restricted to pixels inside
-the person mask with valid (> 0) depth.
+the person mask with valid (> 0) depth; ``hsjax.losses`` applies it to the Gaussians the
+camera sees (:func:`hsjax.losses.visible_gaussians`), since a depth map shows one side of the
+body only.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from hsjax import rotations
 
@@ -163,41 +170,93 @@ def huber(x: jax.Array, beta: float) -> jax.Array:
   return jnp.where(ax < beta, 0.5 * x * x / beta, ax - 0.5 * beta)
 
 
-def unproject_depth(depth: jax.Array, K: jax.Array, world_to_cam: jax.Array) -> jax.Array:
-  """Depth map [H, W] (camera z, metres) -> world points [H*W, 3] through pixel centres."""
+def unproject_depth(depth: jax.Array, K: jax.Array, world_to_cam: jax.Array, *,
+                    stride: int = 1) -> jax.Array:
+  """Depth map [H, W] (camera z, metres) -> world points [h*w, 3] through pixel centres.
+
+  With ``stride > 1`` only every ``stride``-th row and column is unprojected
+  (``h = ceil(H / stride)``, same for ``w``), each at its own pixel centre.
+  """
   h, w = depth.shape
-  v, u = jnp.meshgrid(jnp.arange(h) + 0.5, jnp.arange(w) + 0.5, indexing="ij")
+  rows, cols = jnp.arange(0, h, stride), jnp.arange(0, w, stride)
+  v, u = jnp.meshgrid(rows + 0.5, cols + 0.5, indexing="ij")
   pix = jnp.stack([u, v, jnp.ones_like(u)], -1).reshape(-1, 3)
   rays = pix @ jnp.linalg.inv(K).T  # z = 1
-  p_cam = rays * depth.reshape(-1, 1)
+  p_cam = rays * depth[::stride, ::stride].reshape(-1, 1)
   rot, t = world_to_cam[:3, :3], world_to_cam[:3, 3]
   return (p_cam - t) @ rot  # R^T (p - t)
 
 
+def sample_valid(valid: jax.Array, max_points: int, key: jax.Array | None = None
+                 ) -> tuple[jax.Array, jax.Array]:
+  """Up to ``max_points`` of the True entries of ``valid`` [M], with a static shape.
+
+  The entries are taken in a pseudo-random order, so that a subset is spread over the whole
+  array (an image: not its top rows): a fixed permutation (drawn at trace time), started at
+  an offset drawn with ``key`` — a different subset every call at the cost of a roll, not of
+  a new permutation — or at its beginning without a key (the same entries every call).
+
+  Returns:
+    ``(index [P] int32, ok [P] bool)`` with ``P = min(max_points, M)``; ``ok`` is False on
+    the slots left over when fewer entries are valid.
+  """
+  m = valid.shape[0]
+  p = min(max_points, m)
+  order = jnp.asarray(np.random.default_rng(0).permutation(m), jnp.int32)
+  if key is not None:
+    order = jnp.roll(order, jax.random.randint(key, (), 0, m))
+  shuffled = valid[order]
+  picked = jnp.nonzero(shuffled, size=p, fill_value=0)[0]
+  ok = jnp.arange(p) < jnp.sum(shuffled)
+  return order[picked], ok
+
+
 def depth_chamfer(means: jax.Array, depth: jax.Array, mask: jax.Array, K: jax.Array,
-                  world_to_cam: jax.Array, *, beta: float = 0.05,
-                  means_weights: jax.Array | None = None, chunk: int = 2048) -> jax.Array:
+                  world_to_cam: jax.Array, *, beta: float = 0.02,
+                  means_weights: jax.Array | None = None, stride: int = 1,
+                  max_points: int | None = None, max_means: int | None = None,
+                  key: jax.Array | None = None, chunk: int = 2048) -> jax.Array:
   """One-sided Huber Chamfer from Gaussian centres to the unprojected depth map.
 
-  ``mean_g ρ_β(min_p ‖μ_g − p‖²)`` over points ``p`` of pixels with ``mask > 0.5`` and
-  ``depth > 0``. With no valid pixel the term is 0 (it carries no information).
+  ``Σ_g w_g ρ_β(min_p ‖μ_g − p‖) / Σ_g w_g`` over the points ``p`` of pixels with
+  ``mask > 0.5`` and ``depth > 0``: quadratic for centres within ``β`` of the observed
+  surface, linear beyond (a Gaussian the depth map cannot explain — an occluded one, or an
+  outlier of the depth network — pulls with a bounded force). With no valid pixel, or no
+  weighted Gaussian, the term is 0 (it carries no information).
 
   Args:
     means: [N, 3] world Gaussian centres.
     depth: [H, W] camera-z depth, 0 where invalid; mask: [H, W] person mask.
-    K: [3, 3]; world_to_cam: [4, 4].
-    beta: Huber transition, in squared metres (the argument of ρ is a squared distance).
+    K: [3, 3] the intrinsics to unproject ``depth`` with; world_to_cam: [4, 4].
+    beta: Huber transition, metres.
     means_weights: optional [N] (active / visible Gaussians).
+    stride: unproject every ``stride``-th pixel row and column only.
+    max_points: keep at most this many valid pixels (:func:`sample_valid`); None: all.
+    max_means: keep at most this many of the Gaussians with a positive weight (needs
+      ``means_weights``); None: all. Weighting selects a few hundred Gaussians of thousands
+      (those the camera sees), and the search costs as many rows as are kept.
+    key: PRNG key of the pixel and Gaussian subsets (None: fixed subsets).
     chunk: Gaussians per chunk of the brute-force search.
 
-  Warning: the cost is O(N × H × W); the fitting loop subsamples pixels before calling it.
+  Warning: the cost is O(N × P) with N the Gaussians and P the pixels kept (H·W / stride²,
+  or ``max_points``).
   """
-  points = unproject_depth(depth, K, world_to_cam)
-  valid = (mask.reshape(-1) > 0.5) & (depth.reshape(-1) > 0)
+  points = unproject_depth(depth, K, world_to_cam, stride=stride)
+  valid = ((mask[::stride, ::stride] > 0.5) & (depth[::stride, ::stride] > 0)).reshape(-1)
+  key_points, key_means = (None, None) if key is None else jax.random.split(key)
+  if max_points is not None:
+    index, valid = sample_valid(valid, max_points, key_points)
+    points = points[index]
+  if max_means is not None:
+    if means_weights is None:
+      raise ValueError("depth_chamfer: max_means needs means_weights")
+    index, ok = sample_valid(means_weights > 0, max_means, key_means)
+    means, means_weights = means[index], means_weights[index] * ok
   _, sq = nearest_points(means, points, points_valid=valid, chunk=chunk)
   any_valid = jnp.any(valid)
-  per_gaussian = huber(jnp.where(any_valid, sq, 0.0), beta)
-  return jnp.where(any_valid, _masked_mean(per_gaussian, means_weights), 0.0)
+  # sqrt(0) has an infinite derivative: a centre exactly on a point gets a tiny floor.
+  dist = jnp.sqrt(jnp.where(any_valid, sq, 0.0) + 1e-12)
+  return jnp.where(any_valid, _masked_mean(huber(dist, beta), means_weights), 0.0)
 
 
 def gaussian_drift(means: jax.Array, vertices: jax.Array, *, weights: jax.Array | None = None,

@@ -22,6 +22,11 @@ JSON-friendly dict. What is measured, and how (the *protocol*, also stored in th
   the HMR betas unless the fit trains them; their residual shape error is part of the score.)
 * **Training view**: the training frames re-rendered with the given poses (fit quality, not
   generalisation).
+* **Drift** (:func:`gaussian_drift`): how far the avatar's Gaussians have left the body — the
+  distance of each active Gaussian's centre from the nearest vertex of the posed body mesh,
+  with the given poses, over the evaluated frames (mean, 95th percentile, share beyond 5 cm;
+  mm / %). An avatar sampled on the surface measures about 7 mm (from inside a face to its
+  nearest vertex); the growth beyond that is the drift.
 
 Image metrics compare the render with the target image composited over the same background
 as the render (``image · mask + background · (1 - mask)``, with the sequence's person mask),
@@ -53,6 +58,7 @@ import tqdm
 
 from hsjax import avatar as avatar_lib
 from hsjax import body as body_lib
+from hsjax import camel
 from hsjax import metrics
 from hsjax.camera import Camera
 # Names, not the module: the package exports the function `render` as `hsjax.render`.
@@ -77,7 +83,12 @@ PROTOCOL = {
                   "translation (HMR when no ground truth) and the fitted betas",
     "lpips": "AlexNet LPIPS on the bounding-box crop, only when the package and weights are "
              "present; otherwise null with the reason",
+    "drift": "distance of active Gaussian centres from the nearest posed body vertex, with the "
+             "evaluated poses, over the evaluated frames; mm",
 }
+
+# Drift beyond this distance (metres) counts as having left the body.
+DRIFT_FAR = 0.05
 
 
 # ------------------------------------------------------------------------------------------
@@ -263,6 +274,42 @@ def evaluate_images(avatar, body_model, poses: body_lib.SMPLParams, cameras: Cam
 # Pose metrics
 
 
+@jax.jit
+def _drift_distances(avatar: avatar_lib.Avatar, body_model: body_lib.BodyModel,
+                     betas: jax.Array, body_pose: jax.Array, global_orient: jax.Array,
+                     transl: jax.Array) -> jax.Array:
+  """[N] distance (m) of each posed centre from the nearest posed body vertex, one frame."""
+  gaussians = avatar_lib.deform(avatar, body_model, betas, body_pose, global_orient, transl)
+  body = body_lib.body_forward(body_model, betas, body_pose, global_orient, transl)
+  _, sq = camel.nearest_points(gaussians.means, body.vertices, chunk=256)
+  return jnp.sqrt(sq)
+
+
+def gaussian_drift(avatar: avatar_lib.Avatar, body_model: body_lib.BodyModel,
+                   poses: body_lib.SMPLParams, frames=None) -> dict[str, float]:
+  """How far the active Gaussians sit from the posed body (see the module docstring).
+
+  Args:
+    avatar: the fitted avatar.
+    poses: T frames of poses.
+    frames: the frame indices to measure (default: all).
+
+  Returns:
+    ``{"mean_mm", "p95_mm", "beyond_5cm_pct", "num_frames"}``.
+  """
+  poses = _as_params(poses)
+  frames = np.arange(poses.body_pose.shape[0]) if frames is None else np.asarray(frames)
+  active = np.asarray(avatar.active)
+  dist = np.concatenate([
+      np.asarray(_drift_distances(avatar, body_model, poses.betas, poses.body_pose[t],
+                                  poses.global_orient[t], poses.transl[t]))[active]
+      for t in frames])
+  return {"mean_mm": float(1000.0 * dist.mean()),
+          "p95_mm": float(1000.0 * np.percentile(dist, 95)),
+          "beyond_5cm_pct": float(100.0 * np.mean(dist > DRIFT_FAR)),
+          "num_frames": int(len(frames))}
+
+
 def _as_params(p: body_lib.SMPLParams) -> body_lib.SMPLParams:
   return body_lib.SMPLParams(betas=jnp.asarray(p.betas, jnp.float32),
                              body_pose=jnp.asarray(p.body_pose, jnp.float32),
@@ -323,7 +370,8 @@ def evaluate_run(body_model: body_lib.BodyModel, sequence, avatar: avatar_lib.Av
   Returns:
     JSON-friendly dict: ``"pose"`` (when ``sequence.gt`` exists; see :func:`evaluate_poses`),
     ``"novel_view"`` (summary over all held-out views, and ``"views"``: one summary per view),
-    ``"novel_pose"``, ``"train_view"`` (each when applicable), ``"lpips"``
+    ``"novel_pose"``, ``"train_view"`` (each when applicable), ``"drift"``
+    (:func:`gaussian_drift` over the evaluated frames), ``"lpips"``
     (``{"available", "reason"}``) and ``"protocol"``.
 
   Raises:
@@ -348,6 +396,7 @@ def evaluate_run(body_model: body_lib.BodyModel, sequence, avatar: avatar_lib.Av
   frames = np.arange(0, num_frames, frame_stride)
   if sequence.gt is not None:
     result["pose"] = evaluate_poses(body_model, sequence.hmr, poses, sequence.gt)
+  result["drift"] = gaussian_drift(avatar, body_model, poses, frames)
   if train_view:
     result["train_view"] = evaluate_images(avatar, body_model, poses, sequence.cameras,
                                            sequence.images, sequence.masks, frames=frames,

@@ -26,8 +26,9 @@ with ``optax.transforms.conditionally_mask``, which also freezes their Adam mome
 Gaussians first explain the images at the HMR poses; then avatar and poses train jointly.
 Density control (``hsjax.density``; off by default, see ``FitConfig.densify_every``) runs
 every ``densify_every`` steps *outside* the jitted step, on fixed-capacity arrays, so it never
-retraces. The temporal terms see the joints of every frame each step (posing all T frames'
-joints is cheap), not only the minibatch's.
+retraces. So does the search of each Gaussian's nearest template vertex for the CAMEL terms
+(every ``camel_refresh_every`` steps). The temporal terms see the joints of every frame each
+step (posing all T frames' joints is cheap), not only the minibatch's.
 
 Checkpoints (``hsjax.checkpoint``) hold the complete state (parameters, optimiser state, step,
 density statistics, history); every random draw is ``fold_in(key, step)``, so a fit killed
@@ -69,6 +70,7 @@ import tqdm
 
 from hsjax import avatar as avatar_lib
 from hsjax import body as body_lib
+from hsjax import camel
 from hsjax import checkpoint as ckpt_lib
 from hsjax import density as density_lib
 from hsjax import losses as losses_lib
@@ -120,9 +122,11 @@ class FitConfig:
   train_betas: bool = False  # the shared shape (HMR's shape is usually fine; off by default).
   # --- learning rates (Adam)
   # Avatar group (hsjax.avatar.param_labels) -> Adam learning rate; groups not listed stay
-  # fixed. 3DGS's rates, except means: our scene is one 1.7 m body, not a room.
+  # fixed. 3DGS's rates, except means: 10x 3DGS's 1.6e-4, so that the avatar can follow
+  # clothing; the CAMEL terms keep it from drifting off the body, which at this rate it
+  # otherwise does (README, "CAMEL and depth").
   avatar_lrs: tuple[tuple[str, float], ...] = (
-      ("means", 1.6e-4), ("quats", 1e-3), ("scales", 5e-3), ("opacity", 5e-2), ("sh", 2.5e-3),
+      ("means", 1.6e-3), ("quats", 1e-3), ("scales", 5e-3), ("opacity", 5e-2), ("sh", 2.5e-3),
       ("skinning", 1e-3), ("nonrigid", 1e-3))
   means_lr_final_fraction: float = 0.01  # means LR decays exponentially to this (3DGS).
   lr_global_orient: float = 1e-2  # radians / step (the scale of Adam's step).
@@ -140,6 +144,11 @@ class FitConfig:
   densify_every: int = 0
   densify_from: int = 100  # first step at which density control may run.
   densify_until: int = 900  # no density control after this step.
+  # --- CAMEL reference vertices (hsjax.losses.camel_nearest_vertices)
+  # Steps between exact searches of each Gaussian's nearest template vertex (canonical
+  # space, outside the jitted step: ~70 ms a search at N = 2,000). 0: no search, the CAMEL
+  # terms use each Gaussian's anchor vertex. See BENCHMARKS.md, CAMEL.
+  camel_refresh_every: int = 50
   # --- bookkeeping
   log_every: int = 10  # steps between history records / progress-bar refreshes.
   eval_every: int = 0  # steps between evaluation callbacks (0: only at the end).
@@ -205,6 +214,9 @@ class FitData:
   depth_weight: jax.Array  # [] 1.0 when the sequence has depth, else 0.0.
   depth_is_metric: jax.Array  # [] 1.0 for metric depth (metres), 0.0 for relative depth.
   K: jax.Array  # [T, 3, 3] intrinsics per frame, pixels.
+  # [T, 3, 3] intrinsics to unproject `depth` with: the sequence's metadata["depth_K"] (a
+  # monocular network's own estimate) when present, else K.
+  depth_K: jax.Array
   world_to_cam: jax.Array  # [T, 4, 4] OpenCV extrinsics per frame.
   init: SMPLParams  # the HMR initialisation (world frame), T frames, betas [B].
   frame_valid: jax.Array  # [T] bool; False on padding frames (multi-subject fits).
@@ -225,6 +237,7 @@ class FitState:
   opt_state: Any  # optax state of the multi-transform over `params`.
   density: Any  # hsjax.density statistics pytree (gradient accumulators).
   step: jax.Array  # [] int32 steps completed.
+  camel_nearest: jax.Array  # [N] int32 nearest template vertex of each Gaussian (CAMEL).
   key: jax.Array  # [2] uint32 raw data of the fit's base PRNG key (jax.random.key_data).
 
 
@@ -330,8 +343,17 @@ def prepare_data(sequence, config: FitConfig) -> FitData:
   if config.mask_background:
     bg = np.asarray(config.background, np.float32)
     images = images * masks[..., None] + bg * (1.0 - masks[..., None])
+  depth_k = k
+  metadata = getattr(sequence, "metadata", None) or {}
+  if metadata.get("depth_K") is not None:
+    depth_k = np.asarray(metadata["depth_K"], np.float32)
+    _check(depth_k.shape in ((3, 3), (t, 3, 3)),
+           f"sequence.metadata['depth_K']: expected [3, 3] or {[t, 3, 3]}, found "
+           f"{list(depth_k.shape)}")
+    depth_k = np.broadcast_to(depth_k, (t, 3, 3))
   if config.downsample > 1:
     images, masks, depth, k = _downsample(images, masks, depth, k, config.downsample)
+    depth_k = _scale_intrinsics(depth_k, config.downsample)
     h, w = masks.shape[1:]
   init = SMPLParams(betas=jnp.asarray(betas),
                     body_pose=jnp.asarray(hmr.body_pose, jnp.float32),
@@ -340,7 +362,8 @@ def prepare_data(sequence, config: FitConfig) -> FitData:
   return FitData(images=jnp.asarray(images), masks=jnp.asarray(masks),
                  depth=jnp.asarray(depth), depth_weight=jnp.asarray(depth_weight, jnp.float32),
                  depth_is_metric=jnp.asarray(float(kind == "metric"), jnp.float32),
-                 K=jnp.asarray(k), world_to_cam=jnp.asarray(w2c), init=init,
+                 K=jnp.asarray(k), depth_K=jnp.asarray(depth_k),
+                 world_to_cam=jnp.asarray(w2c), init=init,
                  frame_valid=jnp.ones((t,), bool), width=w, height=h)
 
 
@@ -364,8 +387,12 @@ def _downsample(images, masks, depth, k, factor: int):
   depth_sum = blocks(depth).sum(axis=(2, 4))
   count = valid.sum(axis=(2, 4))
   depth = np.where(count >= factor * factor / 2.0, depth_sum / np.maximum(count, 1.0), 0.0)
-  scale = np.diag([1.0 / factor, 1.0 / factor, 1.0]).astype(np.float32)
-  return images, masks, depth.astype(np.float32), scale @ k
+  return images, masks, depth.astype(np.float32), _scale_intrinsics(k, factor)
+
+
+def _scale_intrinsics(k: np.ndarray, factor: int) -> np.ndarray:
+  """[..., 3, 3] intrinsics of images downsampled by ``factor`` (block averages)."""
+  return np.diag([1.0 / factor, 1.0 / factor, 1.0]).astype(np.float32) @ k
 
 
 def pad_frames(data: FitData, num_frames: int) -> FitData:
@@ -379,7 +406,7 @@ def pad_frames(data: FitData, num_frames: int) -> FitData:
     return x[idx] if (hasattr(x, "ndim") and x.ndim >= 1 and x.shape[0] == t) else x
 
   padded = data.replace(images=take(data.images), masks=take(data.masks),
-                        depth=take(data.depth), K=take(data.K),
+                        depth=take(data.depth), K=take(data.K), depth_K=take(data.depth_K),
                         world_to_cam=take(data.world_to_cam),
                         init=data.init.replace(body_pose=take(data.init.body_pose),
                                                global_orient=take(data.init.global_orient),
@@ -499,8 +526,24 @@ def init_state(data: FitData, config: FitConfig, body_model: body_lib.BodyModel,
   params = FitParams(avatar=avatar_params, poses=data.init)
   tx = make_optimizer(config)
   return FitState(params=params, buffers=buffers, opt_state=tx.init(params),
-                  density=_density_init(config),
-                  step=jnp.zeros((), jnp.int32), key=jax.random.key_data(key))
+                  density=_density_init(config), step=jnp.zeros((), jnp.int32),
+                  camel_nearest=_camel_nearest(avatar, body_model, config),
+                  key=jax.random.key_data(key))
+
+
+def _camel_nearest(avatar: avatar_lib.Avatar, body_model: body_lib.BodyModel,
+                   config: FitConfig) -> jax.Array:
+  """[N] int32 the CAMEL reference vertex of each Gaussian (see FitConfig)."""
+  if config.camel_refresh_every <= 0:
+    return avatar_lib.anchor_vertex_ids(avatar, body_model)
+  return nearest_template_vertices(avatar.means, body_model)
+
+
+@jax.jit
+def nearest_template_vertices(means: jax.Array, body_model: body_lib.BodyModel) -> jax.Array:
+  """[N, 3] canonical centres -> [N] int32 index of the nearest template vertex (exact)."""
+  idx, _ = camel.nearest_points(jax.lax.stop_gradient(means), body_model.v_template, chunk=256)
+  return idx
 
 
 # ------------------------------------------------------------------------------------------
@@ -526,7 +569,8 @@ def sample_frames(key: jax.Array, step: jax.Array, frame_valid: jax.Array, batch
 
 def forward(params: FitParams, buffers, data: FitData, body_model: body_lib.BodyModel,
             frames: jax.Array, step: jax.Array, screen_offsets: jax.Array, *,
-            config: FitConfig, losses: losses_lib.Losses):
+            config: FitConfig, losses: losses_lib.Losses,
+            camel_nearest: jax.Array | None = None):
   """Loss of a minibatch: pose, deform, render, evaluate the terms.
 
   Args:
@@ -539,6 +583,8 @@ def forward(params: FitParams, buffers, data: FitData, body_model: body_lib.Body
     screen_offsets: [F, N, 2] zeros; their gradient is the screen-space positional gradient
       density control accumulates.
     config, losses: static.
+    camel_nearest: [N] int32 CAMEL reference vertices (``FitState.camel_nearest``); None:
+      the terms use the anchor vertices.
 
   Returns:
     ``(total, (values, render))``.
@@ -560,7 +606,8 @@ def forward(params: FitParams, buffers, data: FitData, body_model: body_lib.Body
 
   render = jax.vmap(render_one)(deformed.gaussians, camera, screen_offsets)
   frame = {"image": data.images[frames], "mask": data.masks[frames],
-           "depth": data.depth[frames], "depth_weight": data.depth_weight,
+           "depth": data.depth[frames], "depth_K": data.depth_K[frames],
+           "depth_weight": data.depth_weight,
            "depth_is_metric": data.depth_is_metric, "index": frames}
   # Unused entries cost nothing: XLA removes what no term reads.
   rotmats = body_lib.full_pose_rotmats(poses.body_pose, poses.global_orient)
@@ -579,6 +626,8 @@ def forward(params: FitParams, buffers, data: FitData, body_model: body_lib.Body
       "body_model": body_model,
       "camera": camera,
   }
+  if camel_nearest is not None:
+    aux["camel_nearest"] = camel_nearest
   full = FitParams(avatar=avatar, poses=poses)
   total, values = losses_lib.total_loss(losses, render, frame, full, aux)
   return total, (values, render)
@@ -605,7 +654,7 @@ def train_step(state: FitState, data: FitData, body_model: body_lib.BodyModel, *
   grad_fn = jax.value_and_grad(forward, argnums=(0, 6), has_aux=True)
   (total, (values, render)), (grads, offset_grads) = grad_fn(
       state.params, state.buffers, data, body_model, frames, state.step, offsets,
-      config=config, losses=losses)
+      config=config, losses=losses, camel_nearest=state.camel_nearest)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   density = state.density
@@ -706,6 +755,17 @@ def _density_pass(state: FitState, done: int, config: FitConfig, batched: bool
   return stacked, {"subjects": [r[1] for r in results]}
 
 
+def _refresh_camel_nearest(state: FitState, body_model: body_lib.BodyModel, config: FitConfig,
+                           batched: bool) -> FitState:
+  """``state`` with ``camel_nearest`` recomputed for the current canonical avatar."""
+
+  def one(params, buffers):
+    return _camel_nearest(avatar_lib.combine(params.avatar, buffers), body_model, config)
+
+  nearest = (jax.vmap(one) if batched else one)(state.params, state.buffers)
+  return state.replace(camel_nearest=nearest)
+
+
 def _numerics_key(config: FitConfig) -> FitConfig:
   """``config`` with the bookkeeping fields at their defaults (they never change a step)."""
   default = FitConfig()
@@ -786,12 +846,16 @@ def _run(state: FitState, data: FitData, body_model: body_lib.BodyModel, config:
         bar.set_postfix({n: f"{np.mean(np.asarray(v)):.4g}" for n, v in out.values.items()},
                         refresh=False)
       bar.update(1)
+      refresh = config.camel_refresh_every > 0 and done % config.camel_refresh_every == 0
       if (config.densify_every > 0 and config.densify_from <= done <= config.densify_until
           and done % config.densify_every == 0 and done < config.steps):
         state, info = _density_pass(state, done, config, batched)
+        history.setdefault("density", []).append({"step": done, **_to_py(info)})
+        refresh = True  # moved and new Gaussians need their reference vertices
+      if refresh and done < config.steps:
+        state = _refresh_camel_nearest(state, body_model, config, batched)
         if mesh is not None:
           state = jax.device_put(state, sharded)
-        history.setdefault("density", []).append({"step": done, **_to_py(info)})
       if config.eval_every > 0 and done % config.eval_every == 0 and done < config.steps:
         run_callbacks(state, done)
       if (checkpoint_dir is not None and config.checkpoint_every > 0

@@ -16,9 +16,11 @@ The four arguments (F = frames in the minibatch, T = frames in the sequence, N G
   the person mask (so that the avatar is not asked to explain the scene);
   ``"mask" [F, H, W]`` person mask in [0, 1];
   ``"depth" [F, H, W]`` observed depth, 0 where invalid (all zeros when the sequence has
-  none); ``"depth_weight" []`` 1.0 when the sequence has depth, else 0.0 (depth terms
-  vanish); ``"depth_is_metric" []`` 1.0 when that depth is metric (metres; the metric term
-  applies), 0.0 when it is relative (only the scale-and-shift-invariant term applies);
+  none); ``"depth_K" [F, 3, 3]`` the intrinsics to unproject that depth with (the camera's
+  unless the depth came with its own estimate); ``"depth_weight" []`` 1.0 when the
+  sequence has depth, else 0.0 (depth terms vanish); ``"depth_is_metric" []`` 1.0 when
+  that depth is metric (metres; the metric terms apply), 0.0 when it is relative (only the
+  scale-and-shift-invariant term applies);
   ``"index" [F]`` int32 frame numbers in the sequence.
 
 ``params``: the full trainable pytree ``hsjax.fitting.FitParams`` with fields ``avatar``
@@ -35,7 +37,9 @@ The four arguments (F = frames in the minibatch, T = frames in the sequence, N G
   and a random minibatch has no neighbouring frames); ``"frame_valid"`` [T] bool (False on
   padding frames of multi-subject fits); ``"init"`` ``SMPLParams`` the HMR initialisation;
   ``"body_model"`` the ``BodyModel``; ``"camera"`` the minibatch's ``Camera``
-  (``K [F, 3, 3]``); ``"canonical_normals"``/anything an avatar regulariser needs comes from
+  (``K [F, 3, 3]``); ``"camel_nearest"`` [N] int32 each Gaussian's nearest template vertex
+  (refreshed every ``FitConfig.camel_refresh_every`` steps; absent when not searched);
+  ``"canonical_normals"``/anything an avatar regulariser needs comes from
   ``params.avatar`` and ``aux["body_model"]``.
 
 Terms return *unweighted* scalars; :func:`total_loss` applies the weights, which are floats
@@ -422,46 +426,94 @@ def nonrigid_reg(render, frame, params, aux) -> jax.Array:
   return jnp.mean(per_frame)
 
 
-def _canonical_anchors(params, aux):
-  """Template vertices/normals [V, 3] and each Gaussian's anchor vertex [N] (canonical)."""
+# ------------------------------------------------------------------------------------------
+# CAMEL (hsjax.camel) and the 3D depth term
+
+
+def camel_nearest_vertices(params, aux) -> jax.Array:
+  """[N] int32 each Gaussian's reference vertex for the CAMEL terms.
+
+  ``aux["camel_nearest"]`` when the fit provides it (the nearest template vertex of each
+  canonical centre, searched every ``FitConfig.camel_refresh_every`` steps), else the anchor
+  vertex the Gaussian is skinned with (``hsjax.avatar.anchor_vertex_ids``).
+  """
+  cached = aux.get("camel_nearest")
+  if cached is not None:
+    return cached
   from hsjax import avatar as avatar_lib  # pylint: disable=g-import-not-at-top
+  return avatar_lib.anchor_vertex_ids(params.avatar, aux["body_model"])
+
+
+def _camel_geometry(params, aux, space: str):
+  """The Gaussians and the mesh the CAMEL terms compare, with a leading frame axis.
+
+  ``space="canonical"``: the canonical avatar against the template mesh (one "frame"; the
+  terms do not depend on the pose and cost no per-frame work). ``space="posed"``: the
+  minibatch's deformed Gaussians against the posed body meshes of the body forward pass
+  (gradients reach the pose through both).
+
+  Returns:
+    ``(means [F, N, 3], quats [F, N, 4], scales [F, N, 3], vertices [F, V, 3],
+    normals [F, V, 3])``.
+  """
   from hsjax import body as body_lib  # pylint: disable=g-import-not-at-top
   model = aux["body_model"]
-  vertices = model.v_template
-  normals = body_lib.vertex_normals(vertices, model.faces)
-  return vertices, normals, avatar_lib.anchor_vertex_ids(params.avatar, model)
+  if space == "canonical":
+    avatar = params.avatar
+    vertices = model.v_template[None]
+    return (avatar.means[None], avatar.quats[None], jnp.exp(avatar.log_scales)[None], vertices,
+            body_lib.vertex_normals(vertices, model.faces))
+  if space == "posed":
+    gaussians, vertices = aux["gaussians"], aux["body"].vertices
+    return (gaussians.means, gaussians.quats, gaussians.scales, vertices,
+            body_lib.vertex_normals(vertices, model.faces))
+  raise ValueError(f"CAMEL space must be 'canonical' or 'posed', found {space!r}")
 
 
-def make_camel_point_to_mesh(delta: float = 0.02) -> Term:
-  """CAMEL point-to-mesh band (``hsjax.camel.point_to_mesh``), in the canonical space.
+def make_camel_point_to_mesh(delta: float = 0.01, space: str = "canonical") -> Term:
+  """CAMEL point-to-mesh band (``hsjax.camel.point_to_mesh``), frame mean.
 
-  Evaluated on the canonical avatar against the template mesh, with each Gaussian's anchor
-  vertex as its nearest vertex: the band is pose-independent under LBS, so the canonical
-  evaluation costs no nearest-neighbour search and no per-frame work.
+  ``space`` as :func:`_camel_geometry`. In the canonical space the band is measured once per
+  step against the template; under LBS the signed distance of a Gaussian skinned like its
+  reference vertex is nearly pose-independent, so both spaces hold the avatar to the body.
   """
 
   def camel_point_to_mesh(render, frame, params, aux) -> jax.Array:
     del render, frame
     from hsjax import camel  # pylint: disable=g-import-not-at-top
-    vertices, normals, nearest = _canonical_anchors(params, aux)
-    return camel.point_to_mesh(params.avatar.means, vertices, normals, nearest, delta=delta,
-                               weights=params.avatar.active)
+    means, _, _, vertices, normals = _camel_geometry(params, aux, space)
+    nearest = camel_nearest_vertices(params, aux)
+    per_frame = jax.vmap(lambda m, v, n: camel.point_to_mesh(
+        m, v, n, nearest, delta=delta, weights=params.avatar.active))(means, vertices, normals)
+    return jnp.mean(per_frame)
 
   return camel_point_to_mesh
 
 
-def camel_surface(render, frame, params, aux) -> jax.Array:
-  """CAMEL mesh-surface alignment of each Gaussian's thinnest axis (canonical space)."""
-  del render, frame
-  from hsjax import camel  # pylint: disable=g-import-not-at-top
-  _, normals, nearest = _canonical_anchors(params, aux)
-  avatar = params.avatar
-  return camel.mesh_surface(avatar.quats, jnp.exp(avatar.log_scales), normals, nearest,
-                            weights=avatar.active)
+def make_camel_surface(space: str = "canonical") -> Term:
+  """CAMEL mesh-surface alignment of each Gaussian's thinnest axis, frame mean."""
+
+  def camel_surface(render, frame, params, aux) -> jax.Array:
+    del render, frame
+    from hsjax import camel  # pylint: disable=g-import-not-at-top
+    _, quats, scales, _, normals = _camel_geometry(params, aux, space)
+    nearest = camel_nearest_vertices(params, aux)
+    per_frame = jax.vmap(lambda q, s, n: camel.mesh_surface(
+        q, s, n, nearest, weights=params.avatar.active))(quats, scales, normals)
+    return jnp.mean(per_frame)
+
+  return camel_surface
+
+
+camel_surface = make_camel_surface()
 
 
 def make_camel_flatness(target_ratio: float = 3.0) -> Term:
-  """CAMEL flatness: Gaussians at least ``target_ratio`` times wider than thick."""
+  """CAMEL flatness: Gaussians at least ``target_ratio`` times wider than thick.
+
+  Scales are pose-independent (LBS rotates Gaussians, it does not stretch them), so there is
+  no posed variant.
+  """
 
   def camel_flatness(render, frame, params, aux) -> jax.Array:
     del render, frame, aux
@@ -473,11 +525,11 @@ def make_camel_flatness(target_ratio: float = 3.0) -> Term:
   return camel_flatness
 
 
-def make_camel_coverage(delta: float = 0.02) -> Term:
+def make_camel_coverage(delta: float = 0.01) -> Term:
   """CAMEL coverage: every template vertex has an active Gaussian within ``delta`` metres.
 
-  Warning: a brute-force V x N nearest search each step (canonical space); off by default
-  (weight 0) because on CPU it costs about as much as rendering a frame.
+  Canonical space. Warning: a brute-force V x N nearest search each step (about 70 ms at
+  V = 13,380, N = 2,000 on the 2-core CPU; BENCHMARKS.md): off by default (weight 0).
   """
 
   def camel_coverage(render, frame, params, aux) -> jax.Array:
@@ -490,12 +542,79 @@ def make_camel_coverage(delta: float = 0.02) -> Term:
   return camel_coverage
 
 
+def visible_gaussians(render, params, aux, *, margin: float = 0.03) -> jax.Array:
+  """[F, N] float: 1 for the Gaussians each camera sees, 0 for the others.
+
+  A Gaussian is seen when it projects inside the image (``render.visible``), its reference
+  vertex's posed normal faces the camera, and its centre is no more than ``margin`` metres
+  behind the rendered depth at its pixel (self-occlusion: the torso behind an arm). The
+  test uses the render itself, not the observation, so it holds under a biased depth map;
+  it is a selection, not differentiated.
+  """
+  from hsjax import body as body_lib  # pylint: disable=g-import-not-at-top
+  sg = jax.lax.stop_gradient
+  model, camera = aux["body_model"], aux["camera"]
+  means = sg(aux["gaussians"].means)  # [F, N, 3]
+  normals = body_lib.vertex_normals(sg(aux["body"].vertices), model.faces)
+  n = normals[:, camel_nearest_vertices(params, aux)]  # [F, N, 3]
+  rot, t = camera.world_to_cam[:, :3, :3], camera.world_to_cam[:, :3, 3]
+  centre = -jnp.einsum("fji,fj->fi", rot, t)  # camera centre R^T (-t), world
+  facing = jnp.sum(n * (centre[:, None] - means), -1) > 0
+  z = jnp.einsum("fij,fnj->fni", rot, means)[..., 2] + t[:, None, 2]
+  h, w = render.depth.shape[1:]
+  px = jnp.clip(jnp.floor(sg(render.means2d)).astype(jnp.int32), 0,
+                jnp.array([w - 1, h - 1]))
+  rendered = jax.vmap(lambda d, p: d[p[:, 1], p[:, 0]])(sg(render.depth), px)
+  covered = jax.vmap(lambda a, p: a[p[:, 1], p[:, 0]])(sg(render.alpha), px) > 0.5
+  unoccluded = jnp.where(covered, z <= rendered + margin, True)
+  return (render.visible & facing & unoccluded).astype(jnp.float32)
+
+
+def make_depth_chamfer(beta: float = 0.02, stride: int = 1, max_points: int = 512,
+                       max_means: int = 1024, margin: float = 0.03) -> Term:
+  """The method's 3D depth term: one-sided Huber Chamfer of visible centres to the depth.
+
+  Per minibatch frame, ``hsjax.camel.depth_chamfer`` from the centres of the Gaussians the
+  camera sees (:func:`visible_gaussians`) to the observed depth map inside the mask,
+  unprojected with ``frame["depth_K"]`` (the intrinsics the depth comes with: a monocular
+  network's own estimate can differ from the camera's). Only the visible side is used
+  because a depth map shows nothing of the back: pulling every Gaussian to the observed
+  surface would flatten the avatar onto its front. Zero without metric depth.
+
+  Args:
+    beta: Huber transition, metres.
+    stride: every ``stride``-th depth row and column is unprojected.
+    max_points: at most this many valid depth pixels per frame, a random subset drawn anew
+      every step (``hsjax.camel.sample_valid``).
+    max_means: at most this many of the visible Gaussians per frame, likewise (a third of
+      the avatar faces the camera unoccluded). The search costs max_means × max_points per
+      frame.
+    margin: occlusion tolerance of :func:`visible_gaussians`, metres.
+  """
+
+  def depth_chamfer(render, frame, params, aux) -> jax.Array:
+    from hsjax import camel  # pylint: disable=g-import-not-at-top
+    seen = visible_gaussians(render, params, aux, margin=margin)
+    step_key = jax.random.fold_in(jax.random.key(0), aux["step"])
+    keys = jax.vmap(lambda i: jax.random.fold_in(step_key, i))(aux["frames"])
+    per_frame = jax.vmap(lambda m, d, msk, k, w2c, wt, key: camel.depth_chamfer(
+        m, d, msk, k, w2c, beta=beta, means_weights=wt, stride=stride, max_points=max_points,
+        max_means=max_means, key=key))(
+            aux["gaussians"].means, frame["depth"], frame["mask"], frame["depth_K"],
+            aux["camera"].world_to_cam, seen, keys)
+    return frame["depth_weight"] * frame["depth_is_metric"] * jnp.mean(per_frame)
+
+  return depth_chamfer
+
+
 # ------------------------------------------------------------------------------------------
 # The default loss
 
 # name -> (weight, term). Photometric L1 + 0.2 D-SSIM as 3DGS; the other weights were tuned
-# on the default synthetic sequence (BENCHMARKS.md, Fitting). A weight of 0 keeps the term
-# listed (so `--losses=name:w` can switch it on) but does not evaluate it.
+# on the default synthetic sequence (BENCHMARKS.md, Fitting; the CAMEL and 3D depth settings
+# with `experiments/ablate.py --grid=camel_sweep`, docs/results/camel_sweep_unidepth.md).
+# A weight of 0 keeps the term listed (so `--losses=name:w` can switch it on) but does not
+# evaluate it.
 DEFAULT_LOSSES: dict[str, tuple[Weight, Term]] = {
     "rgb": (1.0, rgb_l1),
     "dssim": (0.2, dssim),
@@ -510,6 +629,7 @@ DEFAULT_LOSSES: dict[str, tuple[Weight, Term]] = {
     "opacity": (0.0, opacity_reg),
     "skinning_drift": (1.0, skinning_drift),
     "nonrigid": (1.0, nonrigid_reg),
+    "depth_3d": (1.0, make_depth_chamfer()),
     "camel_point_to_mesh": (10.0, make_camel_point_to_mesh()),
     "camel_surface": (0.01, camel_surface),
     "camel_flatness": (0.01, make_camel_flatness()),

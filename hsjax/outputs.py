@@ -238,11 +238,13 @@ def ablation_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
   """One Markdown table comparing runs: ``rows`` of (label, evaluate_run result).
 
   A row's pose columns come from ``result["pose"]["refined"]`` (the poses that run ends
-  with; for the HMR row they are the HMR poses); missing entries print ``n/a``.
+  with; for the HMR row they are the HMR poses); drift is ``result["drift"]["mean_mm"]``,
+  the step time ``result["fit"]["step_ms"]``; missing entries print ``n/a``.
   """
   lines = ["| method | MPJPE ↓ | PA-MPJPE ↓ | V2V ↓ | root ↓ | novel-view PSNR ↑ | "
-           "novel-view SSIM ↑ | novel-view LPIPS ↓ | novel-pose PSNR ↑ | train PSNR ↑ |",
-           "| --- |" + " ---: |" * 9]
+           "novel-view SSIM ↑ | novel-view LPIPS ↓ | novel-pose PSNR ↑ | train PSNR ↑ | "
+           "drift (mm) ↓ | step (ms) |",
+           "| --- |" + " ---: |" * 11]
   for label, r in rows:
     pose = r.get("pose", {}).get("refined", {})
 
@@ -254,7 +256,8 @@ def ablation_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
         f"{_fmt(pose.get('v2v'))} | {_fmt(pose.get('root_error'))} | "
         f"{_fmt(img('novel_view', 'psnr'), 2)} | {_fmt(img('novel_view', 'ssim'), 4)} | "
         f"{_fmt(img('novel_view', 'lpips'), 4)} | {_fmt(img('novel_pose', 'psnr'), 2)} | "
-        f"{_fmt(img('train_view', 'psnr'), 2)} |")
+        f"{_fmt(img('train_view', 'psnr'), 2)} | {_fmt(img('drift', 'mean_mm'))} | "
+        f"{_fmt(img('fit', 'step_ms'), 0)} |")
   return "\n".join(lines)
 
 

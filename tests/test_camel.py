@@ -118,7 +118,7 @@ def test_depth_chamfer_matches_numpy_brute_force_and_ignores_invalid_pixels():
   depth[0, :3] = 0.0  # no depth here
   mask = (rng.uniform(size=(h, w)) > 0.3).astype(np.float64)
   means = rng.normal(size=(20, 3)) + [0, 0, 1.5]
-  beta = 0.05
+  beta = 0.3
 
   # Independent NumPy unprojection and Chamfer.
   pts = []
@@ -128,8 +128,9 @@ def test_depth_chamfer_matches_numpy_brute_force_and_ignores_invalid_pixels():
         ray = np.linalg.solve(K, [u + 0.5, v + 0.5, 1.0]) * depth[v, u]
         pts.append(np.linalg.solve(world_to_cam[:3, :3], ray - world_to_cam[:3, 3]))
   pts = np.array(pts)
-  sq = ((means[:, None] - pts[None]) ** 2).sum(-1).min(1)
-  hub = np.where(sq < beta, 0.5 * sq**2 / beta, sq - 0.5 * beta)
+  dist = np.sqrt(((means[:, None] - pts[None]) ** 2).sum(-1).min(1))
+  hub = np.where(dist < beta, 0.5 * dist**2 / beta, dist - 0.5 * beta)
+  assert 0 < np.mean(dist < beta) < 1  # both branches of the Huber are exercised
   ours = camel.depth_chamfer(jnp.asarray(means, jnp.float32), jnp.asarray(depth, jnp.float32),
                              jnp.asarray(mask, jnp.float32), jnp.asarray(K, jnp.float32),
                              jnp.asarray(world_to_cam, jnp.float32), beta=beta, chunk=8)
@@ -141,3 +142,38 @@ def test_depth_chamfer_matches_numpy_brute_force_and_ignores_invalid_pixels():
                               jnp.asarray(mask, jnp.float32), jnp.asarray(K, jnp.float32),
                               jnp.asarray(world_to_cam, jnp.float32), beta=beta, chunk=8)
   assert float(ours2) == pytest.approx(float(ours), rel=1e-6)
+
+
+def test_sample_valid_takes_only_valid_entries_spread_over_the_array():
+  valid = np.zeros(1000, bool)
+  valid[100:900] = True
+  index, ok = camel.sample_valid(jnp.asarray(valid), 200)
+  index, ok = np.asarray(index), np.asarray(ok)
+  assert ok.all() and valid[index].all() and len(set(index.tolist())) == 200
+  # A spread subset, not the first 200 valid entries.
+  assert index.min() < 200 and index.max() > 800
+  few = np.zeros(1000, bool)
+  few[[3, 500, 997]] = True
+  index, ok = camel.sample_valid(jnp.asarray(few), 200)
+  assert np.asarray(ok).sum() == 3
+  assert sorted(np.asarray(index)[np.asarray(ok)].tolist()) == [3, 500, 997]
+
+
+def test_depth_chamfer_stride_and_max_points_match_the_subsampled_brute_force():
+  rng = np.random.default_rng(4)
+  h, w = 9, 8
+  K = jnp.array([[8.0, 0, 4.0], [0, 8.0, 4.5], [0, 0, 1]])
+  depth = jnp.asarray(rng.uniform(1.0, 3.0, size=(h, w)), jnp.float32)
+  mask = jnp.asarray(rng.uniform(size=(h, w)) > 0.2, jnp.float32)
+  means = jnp.asarray(rng.normal(size=(30, 3)) * 0.5 + [0, 0, 2.0], jnp.float32)
+  full = camel.depth_chamfer(means, depth, mask, K, jnp.eye(4), beta=0.1)
+  # max_points above the number of valid pixels keeps every one of them.
+  np.testing.assert_allclose(camel.depth_chamfer(means, depth, mask, K, jnp.eye(4), beta=0.1,
+                                                 max_points=h * w), full, rtol=1e-6)
+  # stride 2 equals the full-resolution term on a map that is invalid off the stride grid.
+  grid = np.zeros((h, w), bool)
+  grid[::2, ::2] = True
+  sparse = camel.depth_chamfer(means, jnp.where(grid, depth, 0.0), mask, K, jnp.eye(4), beta=0.1)
+  strided = camel.depth_chamfer(means, depth, mask, K, jnp.eye(4), beta=0.1, stride=2)
+  np.testing.assert_allclose(strided, sparse, rtol=1e-6)
+  assert abs(float(strided) - float(full)) > 1e-4  # fewer points: a different answer

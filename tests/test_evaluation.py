@@ -149,6 +149,7 @@ def test_evaluate_run_structure_and_protocol(body_model, sequence, avatar, monke
   assert result["novel_pose"]["num_images"] == 2 and result["novel_pose"]["pose_source"] == "gt"
   assert result["lpips"] == {"available": False, "reason": "weights missing"}
   assert "psnr" in result["protocol"]["table_psnr_ssim"]
+  assert result["drift"]["num_frames"] == 2 and result["drift"]["mean_mm"] < 10.0
 
 
 def test_novel_pose_uses_gt_poses_and_fitted_betas(body_model, sequence, avatar):
@@ -167,6 +168,20 @@ def test_novel_pose_uses_gt_poses_and_fitted_betas(body_model, sequence, avatar)
                             global_orient=sequence.gt.global_orient, transl=sequence.gt.transl)
   reshaped = evaluation.evaluate_run(body_model, sequence, avatar, fat, **kwargs)
   assert reshaped["novel_pose"]["psnr"] != base["novel_pose"]["psnr"]
+
+
+def test_gaussian_drift_measures_distance_from_the_posed_body(body_model, sequence, avatar):
+  fresh = evaluation.gaussian_drift(avatar, body_model, sequence.gt, frames=[0, 3])
+  assert fresh["num_frames"] == 2
+  assert fresh["mean_mm"] < 10.0 and fresh["beyond_5cm_pct"] == 0.0  # vertex spacing
+  normals = body_lib.vertex_normals(body_model.v_template, body_model.faces)
+  pushed = avatar.replace(means=avatar.means + 0.1 * normals[
+      avatar_lib.anchor_vertex_ids(avatar, body_model)])
+  far = evaluation.gaussian_drift(pushed, body_model, sequence.gt, frames=[0, 3])
+  # 10 cm off the skin along the normal; in the body's concave places (between the legs,
+  # under the arms) another part can be closer.
+  assert 70.0 < far["mean_mm"] < 101.0 and far["beyond_5cm_pct"] > 75.0
+  assert far["p95_mm"] >= far["mean_mm"] * 0.9
 
 
 def test_evaluate_run_rejects_wrong_frame_count(body_model, sequence, avatar):

@@ -23,14 +23,14 @@ import common  # pylint: disable=g-import-not-at-top,wrong-import-position
 SEQUENCE = ("sequence", "format", "seed", "hmr_noise", "num_frames", "image_size", "depth",
             "num_eval_views", "num_novel_pose", "cache_dir")
 FIT = ("steps", "warmup_steps", "batch_frames", "num_gaussians", "sh_degree", "losses", "refine",
-       "train_betas", "learn_skinning", "nonrigid", "densify_every", "backend",
-       "tile_capacity", "fit_seed", "progress")
+       "train_betas", "learn_skinning", "nonrigid", "densify_every", "means_lr",
+       "camel_refresh_every", "backend", "tile_capacity", "fit_seed", "progress")
 OUT = ("output_dir", "eval_stride", "bbox_margin", "num_panels", "orbit_frames", "videos",
        "lpips")
 SCRIPT_FLAGS = {
     "fit": SEQUENCE + FIT + OUT + ("body_model", "checkpoints"),
     "demo": SEQUENCE + FIT + OUT + ("body_model", "checkpoints"),
-    "ablate": SEQUENCE + FIT + OUT + ("body_model", "variants", "write_runs"),
+    "ablate": SEQUENCE + FIT + OUT + ("body_model", "grid", "variants", "write_runs"),
     "fit_many": SEQUENCE + FIT + OUT + ("body_model", "sequences", "shard", "write_runs"),
     "evaluate": ("run_dir", "output_dir", "poses", "eval_stride", "bbox_margin", "lpips",
                  "outputs", "progress"),
@@ -148,6 +148,25 @@ TINY = ("--num_frames=6", "--image_size=32", "--num_eval_views=1", "--num_novel_
         "--steps=6", "--warmup_steps=2", "--num_gaussians=300", "--batch_frames=2",
         "--densify_every=0", "--orbit_frames=6", "--num_panels=2", "--tile_capacity=64",
         "--noprogress")
+
+
+def test_ablate_camel_rows_set_the_weights_and_rates_they_name(tmp_path):
+  """A tiny run of three CAMEL-grid rows: each row's stored FitConfig switches on, off or
+  re-rates exactly what its label says, and the table has the drift and step columns."""
+  out = tmp_path / "ablate"
+  tiny = [a for a in TINY if not a.startswith(("--orbit_frames", "--num_panels"))]
+  result = run_script("ablate", *tiny, "--variants=camel_full,depth_3d,centre_lr_3dgs",
+                      f"--output_dir={out}", env_extra={"HSJAX_CACHE": str(tmp_path / "c")})
+  assert result.returncode == 0, result.stderr[-3000:]
+  configs = json.loads((out / "config.json").read_text())["fit_configs"]
+  weights = {k: dict(c["loss_weights"]) for k, c in configs.items()}
+  assert weights["camel_full"]["camel_coverage"] == 10.0  # off by default: ON_WEIGHTS
+  assert weights["camel_full"]["camel_point_to_mesh"] == 10.0  # on by default: kept
+  assert weights["depth_3d"]["depth"] == 0.0 and weights["depth_3d"]["depth_3d"] == 1.0
+  assert dict(configs["centre_lr_3dgs"]["avatar_lrs"])["means"] == 1.6e-4
+  assert dict(configs["depth_3d"]["avatar_lrs"])["means"] == 1.6e-3
+  table = (out / "ablation.md").read_text()
+  assert "drift (mm)" in table and "| CAMEL, all four terms |" in table
 
 
 @pytest.mark.slow

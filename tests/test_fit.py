@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from hsjax import avatar as avatar_lib
 from hsjax import body as body_lib
 from hsjax import checkpoint as ckpt_lib
 from hsjax import density as density_lib
@@ -210,6 +211,40 @@ def test_bad_input_errors_name_the_field(sequences, body_model):
     fit_lib.resolve_losses(dataclasses.replace(CONFIG, loss_weights=(("nope", 1.0),)))
   with pytest.raises(ValueError, match="warmup_steps"):
     fit_lib.FitConfig(steps=5, warmup_steps=6)
+
+
+def test_camel_reference_vertices_are_the_exact_nearest_or_the_anchors(sequences, body_model):
+  data = fit_lib.prepare_data(sequences[0], CONFIG)
+  state = fit_lib.init_state(data, CONFIG, body_model, jax.random.key(0))
+  means = np.asarray(state.params.avatar.means, np.float64)
+  template = np.asarray(body_model.v_template, np.float64)
+  brute = np.argmin(((means[:, None] - template[None]) ** 2).sum(-1), axis=1)
+  np.testing.assert_array_equal(state.camel_nearest, brute)
+  # A refresh searches again for the moved centres (here: shifted 5 cm sideways).
+  moved = state.replace(params=state.params.replace(avatar=state.params.avatar.replace(
+      means=state.params.avatar.means + jnp.array([0.05, 0.0, 0.0]))))
+  refreshed = fit_lib._refresh_camel_nearest(moved, body_model, CONFIG, batched=False)
+  brute = np.argmin(((means[:, None] + [0.05, 0, 0] - template[None]) ** 2).sum(-1), axis=1)
+  np.testing.assert_array_equal(refreshed.camel_nearest, brute)
+  no_search = dataclasses.replace(CONFIG, camel_refresh_every=0)
+  state = fit_lib.init_state(data, no_search, body_model, jax.random.key(0))
+  avatar = avatar_lib.combine(state.params.avatar, state.buffers)
+  np.testing.assert_array_equal(state.camel_nearest,
+                                avatar_lib.anchor_vertex_ids(avatar, body_model))
+
+
+def test_prepare_data_takes_the_depth_intrinsics_of_the_sequence(body_model):
+  seq = synthetic_sequence("default", seed=0, num_frames=3, image_size=32, num_eval_views=0,
+                           num_novel_pose=0, supersample=1, cache_dir=False,
+                           depth="unidepth_like", body_model=body_model)
+  config = dataclasses.replace(CONFIG, batch_frames=2)
+  data = fit_lib.prepare_data(seq, config)
+  depth_k = np.asarray(seq.metadata["depth_K"], np.float32)
+  expected = np.diag([0.5, 0.5, 1.0]).astype(np.float32) @ depth_k  # downsample 2
+  np.testing.assert_allclose(data.depth_K, expected, rtol=1e-6)
+  assert not np.allclose(data.depth_K, data.K)  # the network's focal length is off
+  exact = fit_lib.prepare_data(_sequence(0, num_frames=3), config)
+  np.testing.assert_array_equal(exact.depth_K, exact.K)
 
 
 def test_sample_frames_covers_each_valid_frame_once_per_epoch():
