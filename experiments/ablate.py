@@ -77,13 +77,14 @@ class Variant(NamedTuple):
 
 
 def _camel_terms(**kwargs) -> Callable[[], dict]:
-  """Replacement CAMEL terms built with ``kwargs`` (delta, space)."""
+  """Replacement CAMEL terms: point-to-mesh with ``kwargs`` (delta, space), surface in the
+  same space; what is not given keeps the library's default."""
 
   def build():
     from hsjax import losses  # pylint: disable=g-import-not-at-top,import-outside-toplevel
-    space = kwargs.get("space", "canonical")
-    return {"camel_point_to_mesh": losses.make_camel_point_to_mesh(
-        kwargs.get("delta", 0.01), space), "camel_surface": losses.make_camel_surface(space)}
+    surface_kwargs = {k: v for k, v in kwargs.items() if k == "space"}
+    return {"camel_point_to_mesh": losses.make_camel_point_to_mesh(**kwargs),
+            "camel_surface": losses.make_camel_surface(**surface_kwargs)}
 
   return build
 

@@ -177,3 +177,12 @@ def test_depth_chamfer_stride_and_max_points_match_the_subsampled_brute_force():
   strided = camel.depth_chamfer(means, depth, mask, K, jnp.eye(4), beta=0.1, stride=2)
   np.testing.assert_allclose(strided, sparse, rtol=1e-6)
   assert abs(float(strided) - float(full)) > 1e-4  # fewer points: a different answer
+
+
+def test_depth_chamfer_is_finite_for_a_centre_exactly_on_a_depth_point():
+  K = jnp.array([[4.0, 0, 1.0], [0, 4.0, 1.0], [0, 0, 1]])
+  depth, mask = jnp.full((2, 2), 2.0), jnp.ones((2, 2))
+  on_point = camel.unproject_depth(depth, K, jnp.eye(4))[:1]  # exactly the first pixel's point
+  value, grad = jax.value_and_grad(lambda m: camel.depth_chamfer(m, depth, mask, K, jnp.eye(4)))(
+      on_point)
+  assert float(value) < 1e-9 and np.all(np.isfinite(np.asarray(grad)))
