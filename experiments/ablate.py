@@ -50,10 +50,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # pylint: disable=g-import-not-at-top,wrong-import-position  # experiments/common.py
 
 common.init_jax()
-_SEQ = common.define_sequence_flags()
-_FIT = common.define_fit_flags()
-_OUT = common.define_output_flags("runs/ablate")
-_BODY_MODEL = common.define_body_model_flag()
+_SEQ, _FIT, _OUT, _BODY_MODEL = common.define_run_flags("runs/ablate")
 
 # A term a variant switches on although the base mapping has it at 0 gets this weight.
 ON = "on"

@@ -344,6 +344,18 @@ class OutputFlags:
   lpips: Any
 
 
+def define_run_flags(default_output_dir: str
+                     ) -> tuple[SequenceFlags, FitFlags, OutputFlags, Any]:
+  """The flags of a script that fits sequences: ``(sequence, fit, output, body_model)``."""
+  return (define_sequence_flags(), define_fit_flags(), define_output_flags(default_output_dir),
+          define_body_model_flag())
+
+
+def define_checkpoints_flag():
+  return flags.DEFINE_bool("checkpoints", True, "Write checkpoints to <output_dir>/checkpoints "
+                           "and resume from them.")
+
+
 def define_output_flags(default_dir: str) -> OutputFlags:
   return OutputFlags(
       output_dir=flags.DEFINE_string("output_dir", default_dir, "Run directory (created)."),

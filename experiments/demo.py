@@ -41,12 +41,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # pylint: disable=g-import-not-at-top,wrong-import-position  # experiments/common.py
 
 common.init_jax()
-_SEQ = common.define_sequence_flags()
-_FIT = common.define_fit_flags()
-_OUT = common.define_output_flags("outputs/demo")
-_BODY_MODEL = common.define_body_model_flag()
-_CHECKPOINTS = flags.DEFINE_bool("checkpoints", True, "Write checkpoints to "
-                                 "<output_dir>/checkpoints and resume from them.")
+_SEQ, _FIT, _OUT, _BODY_MODEL = common.define_run_flags("outputs/demo")
+_CHECKPOINTS = common.define_checkpoints_flag()
 # Shared flags count as this script's own (listed by --help, not only --helpfull).
 flags.adopt_module_key_flags(common)
 

@@ -31,10 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # pylint: disable=g-import-not-at-top,wrong-import-position  # experiments/common.py
 
 common.init_jax()
-_SEQ = common.define_sequence_flags()
-_FIT = common.define_fit_flags()
-_OUT = common.define_output_flags("runs/fit_many")
-_BODY_MODEL = common.define_body_model_flag()
+_SEQ, _FIT, _OUT, _BODY_MODEL = common.define_run_flags("runs/fit_many")
 _SEQUENCES = flags.DEFINE_list("sequences", ["default:0", "default:1"],
                                "Subjects: synthetic 'name:seed' / 'name', or sequence paths.")
 _SHARD = flags.DEFINE_bool("shard", False, "Shard subjects over all devices (a 'subject' mesh).")
