@@ -10,7 +10,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 import hsjax.motion as hm
-from hsjax.motion import _rot
+from hsjax import rotations_np
 from hsjax.motion import deepmimic
 from hsjax.motion import retargeting
 from hsjax.motion import skeleton
@@ -168,7 +168,7 @@ def test_deepmimic_chest_goes_to_the_spine_joint_at_its_height():
 def test_rotation_between_is_minimal_and_handles_antiparallel():
   a = np.array([[1.0, 0, 0], [0, 1.0, 0], [0.3, -0.2, 0.9]])
   b = np.array([[0, 1.0, 0], [0, -1.0, 0], [-0.3, 0.2, -0.9]])
-  rot = _rot.rotation_between(a, b)
+  rot = rotations_np.rotation_between(a, b)
   np.testing.assert_allclose(np.einsum("nij,nj->ni", rot, a),
                              b / np.linalg.norm(b, axis=-1, keepdims=True)
                              * np.linalg.norm(a, axis=-1, keepdims=True), atol=1e-12)

@@ -48,6 +48,8 @@ def load_sequence(path: str, format: str = "auto",  # pylint: disable=redefined-
   if format == "hsjax":
     return io_lib.load_hsjax(path)
   if format in FORMATS:
+    # Deferred: the importers pull in scipy and the pickle reader, which the hsjax layout
+    # does not need.
     from hsjax.data import importers  # pylint: disable=g-import-not-at-top
     return importers.IMPORTERS[format](path, **kwargs)
   raise ValueError(f"unknown sequence format '{format}'; valid: {('auto',) + FORMATS}")

@@ -27,7 +27,7 @@ import os
 
 import numpy as np
 
-from hsjax.motion import _rot
+from hsjax import rotations_np
 from hsjax.motion import motion as motion_lib
 from hsjax.motion import skeleton
 
@@ -77,7 +77,7 @@ def load_amass(path: str, target_fps: float | None = None, *, up: str = "z", res
   if up == "z":
     pelvis = (skeleton.rest_joints(rest) if isinstance(rest, str)
               else np.asarray(rest, np.float64))[0]
-    root = _rot.matrix_to_axis_angle(_Z_UP_TO_Y_UP @ _rot.axis_angle_to_matrix(root))
+    root = rotations_np.matrix_to_axis_angle(_Z_UP_TO_Y_UP @ rotations_np.axis_angle_to_matrix(root))
     trans = (pelvis + trans) @ _Z_UP_TO_Y_UP.T - pelvis
   elif up != "y":
     raise ValueError(f"{path}: up must be 'z' or 'y', found {up!r}")

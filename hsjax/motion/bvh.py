@@ -27,7 +27,7 @@ import os
 
 import numpy as np
 
-from hsjax.motion import _rot
+from hsjax import rotations_np
 from hsjax.motion import motion as motion_lib
 from hsjax.motion import retargeting
 from hsjax.motion import skeleton
@@ -79,7 +79,7 @@ class Bvh:
           angle_cols.append(col)
         col += 1
       if order:
-        rot[:, j] = _rot.euler_to_matrix(order, self.frames[:, angle_cols])
+        rot[:, j] = rotations_np.euler_to_matrix(order, self.frames[:, angle_cols])
     return rot, trans
 
 
@@ -370,7 +370,7 @@ def write_bvh(path: str, motion: motion_lib.Motion, *, rest="auto", unit_scale: 
     out.append(f"{pad}}}")
 
   emit(0, 0)
-  euler = _rot.matrix_to_euler(order, _rot.axis_angle_to_matrix(motion.full_pose))  # [T,24,3]
+  euler = rotations_np.matrix_to_euler(order, rotations_np.axis_angle_to_matrix(motion.full_pose))  # [T,24,3]
   root = (joints[0] + np.asarray(motion.transl, np.float64)) * unit_scale
   file_order = []
 

@@ -37,7 +37,7 @@ import os
 
 import numpy as np
 
-from hsjax.motion import _rot
+from hsjax import rotations_np
 from hsjax.motion import motion as motion_lib
 from hsjax.motion import retargeting as retarget_lib
 
@@ -158,7 +158,7 @@ def deepmimic_source(frames: np.ndarray, source: str = "<deepmimic>"
     if np.any(norm < 1e-6):
       raise ValueError(f"{source}: zero quaternion for joint '{name}' in frame "
                        f"{int(np.argmin(norm))}")
-    return _rot.quat_to_matrix(q)
+    return rotations_np.quat_to_matrix(q)
 
   local_rot[:, 0] = quat(4, "root")
   for name, col, kind in _LAYOUT:
@@ -166,7 +166,7 @@ def deepmimic_source(frames: np.ndarray, source: str = "<deepmimic>"
     if kind == "quat":
       local_rot[:, j] = quat(col, name)
     else:
-      local_rot[:, j] = _rot.axis_angle_to_matrix(
+      local_rot[:, j] = rotations_np.axis_angle_to_matrix(
           np.stack([np.zeros(num_frames), np.zeros(num_frames), frames[:, col]], -1))
   durations = frames[:, 0]
   if np.any(durations[:-1] <= 0) or np.any(durations < 0):

@@ -33,7 +33,7 @@ import os
 import flax.struct
 import numpy as np
 
-from hsjax.motion import _rot
+from hsjax import rotations_np
 
 FORMAT_NAME = "hsjax-motion"
 FORMAT_VERSION = 1
@@ -212,7 +212,7 @@ def resample_rotations(rotvecs: np.ndarray, times: np.ndarray, new_times: np.nda
 
   ``times`` must increase; ``new_times`` are clamped to its range.
   """
-  quats = _rot.matrix_to_quat(_rot.axis_angle_to_matrix(rotvecs))
+  quats = rotations_np.matrix_to_quat(rotations_np.axis_angle_to_matrix(rotvecs))
   # Consecutive keys on one hemisphere, so that slerp between them takes the short arc.
   for i in range(1, quats.shape[0]):
     flip = np.sum(quats[i] * quats[i - 1], axis=-1, keepdims=True) < 0
@@ -223,8 +223,8 @@ def resample_rotations(rotvecs: np.ndarray, times: np.ndarray, new_times: np.nda
   span = np.maximum(times[hi] - times[lo], 1e-12)
   w = np.clip((new_times - times[lo]) / span, 0.0, 1.0)
   w = np.broadcast_to(w.reshape((-1,) + (1,) * (quats.ndim - 2)), quats[lo].shape[:-1])
-  q = _rot.slerp_quat(quats[lo], quats[hi], w)
-  return _rot.matrix_to_axis_angle(_rot.quat_to_matrix(q))
+  q = rotations_np.slerp_quat(quats[lo], quats[hi], w)
+  return rotations_np.matrix_to_axis_angle(rotations_np.quat_to_matrix(q))
 
 
 def resample_at(motion: Motion, times: np.ndarray, new_times: np.ndarray, fps: float,
@@ -260,7 +260,7 @@ def heading_angle(global_orient: np.ndarray) -> np.ndarray:
   one stays well defined when the other degenerates: lying on the front or back (forward
   axis vertical) or upside down in a cartwheel (left axis vertical).
   """
-  rot = _rot.axis_angle_to_matrix(global_orient)
+  rot = rotations_np.axis_angle_to_matrix(global_orient)
   forward, left = rot[..., :, 2], rot[..., :, 0]
   fx = forward[..., 0] - left[..., 2]  # left x (0, 1, 0) = (-l_z, 0, l_x)
   fz = forward[..., 2] + left[..., 0]
@@ -297,8 +297,8 @@ def normalize(motion: Motion, heading: bool = True, ground: bool = False, *,
   pivot = transl[heading_frame].copy()
   if heading:
     angle = -heading_angle(orient[heading_frame])
-    rot_y = _rot.axis_angle_to_matrix(np.array([0.0, angle, 0.0]))
-    orient = _rot.matrix_to_axis_angle(rot_y @ _rot.axis_angle_to_matrix(orient))
+    rot_y = rotations_np.axis_angle_to_matrix(np.array([0.0, angle, 0.0]))
+    orient = rotations_np.matrix_to_axis_angle(rot_y @ rotations_np.axis_angle_to_matrix(orient))
     transl = (transl - pivot) @ rot_y.T + pivot
   if center:
     transl[:, 0] -= transl[heading_frame, 0]
@@ -340,17 +340,17 @@ def loop_motion(motion: Motion, num_frames: int, keep_turn: bool = False) -> Mot
     raise ValueError(f"loop_motion: '{motion.name}' has {motion.num_frames} frames; a cycle "
                      "needs at least 3")
   period = motion.num_frames - 1
-  full = _rot.axis_angle_to_matrix(motion.full_pose)  # [T, 24, 3, 3]
+  full = rotations_np.axis_angle_to_matrix(motion.full_pose)  # [T, 24, 3, 3]
   transl = np.asarray(motion.transl, np.float64)
   turn = heading_angle(motion.global_orient[-1]) - heading_angle(motion.global_orient[0])
-  yaw = _rot.axis_angle_to_matrix(np.array([0.0, turn if keep_turn else 0.0, 0.0]))
+  yaw = rotations_np.axis_angle_to_matrix(np.array([0.0, turn if keep_turn else 0.0, 0.0]))
   # Where the last frame should be for the cycle to close: the first frame, turned and moved.
   target = full[0].copy()
   target[0] = yaw @ full[0, 0]
   mismatch = full[-1] @ np.swapaxes(target, -1, -2)  # [24, 3, 3]
   frac = np.arange(motion.num_frames) / period
-  inverse = _rot.matrix_to_axis_angle(np.swapaxes(mismatch, -1, -2))  # [24, 3]
-  correction = _rot.axis_angle_to_matrix(frac[:, None, None] * inverse[None])
+  inverse = rotations_np.matrix_to_axis_angle(np.swapaxes(mismatch, -1, -2))  # [24, 3]
+  correction = rotations_np.axis_angle_to_matrix(frac[:, None, None] * inverse[None])
   closed = correction @ full
   closed_transl = transl.copy()
   closed_transl[:, 1] -= frac * (transl[-1, 1] - transl[0, 1])
@@ -368,7 +368,7 @@ def loop_motion(motion: Motion, num_frames: int, keep_turn: bool = False) -> Mot
     out_rot.append(cyc)
     origin = origin + rot_acc @ step
     rot_acc = yaw @ rot_acc
-  full_out = _rot.matrix_to_axis_angle(np.concatenate(out_rot)[:num_frames])
+  full_out = rotations_np.matrix_to_axis_angle(np.concatenate(out_rot)[:num_frames])
   transl_out = np.concatenate(out_transl)[:num_frames]
   return make_motion(full_out[:, 1:], full_out[:, 0], transl_out, motion.fps,
                      f"{motion.name}_loop", loop=False)

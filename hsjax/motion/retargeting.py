@@ -48,7 +48,7 @@ import dataclasses
 
 import numpy as np
 
-from hsjax.motion import _rot
+from hsjax import rotations_np
 from hsjax.motion import motion as motion_lib
 from hsjax.motion import skeleton
 
@@ -390,10 +390,10 @@ def retarget(skel: SourceSkeleton, local_rot: np.ndarray, local_trans: np.ndarra
     # Trunk joints: both rests stand upright, so their bone directions differ by anatomy (a
     # curved SMPL spine), not by pose; limbs: the rest poses differ (A-, I- or T-pose).
     rest_fix[k] = (np.eye(3) if k in TRUNK_JOINTS else
-                   _rot.rotation_between(smpl_rest[target] - smpl_rest[k], d_src))
+                   rotations_np.rotation_between(smpl_rest[target] - smpl_rest[k], d_src))
     # Where the source joint's own frame puts the bone vs where the bone is: they differ only
     # when unmapped source joints sit between the two ends; their rotation is folded in here.
-    lock = _rot.rotation_between(glob_src[:, s] @ d_src,
+    lock = rotations_np.rotation_between(glob_src[:, s] @ d_src,
                                  pos_src[:, index[target]] - pos_src[:, s])
     glob[:, k] = lock @ glob_src[:, s] @ rest_fix[k]
 
@@ -405,7 +405,7 @@ def retarget(skel: SourceSkeleton, local_rot: np.ndarray, local_trans: np.ndarra
         continue
       if run:
         base = glob[:, skeleton.SMPL_PARENTS[run[0]]]
-        step = _rot.fractional(np.swapaxes(base, -1, -2) @ glob[:, k], 1.0 / (len(run) + 1))
+        step = rotations_np.fractional(np.swapaxes(base, -1, -2) @ glob[:, k], 1.0 / (len(run) + 1))
         acc = base
         for u in run:
           acc = acc @ step
@@ -417,7 +417,7 @@ def retarget(skel: SourceSkeleton, local_rot: np.ndarray, local_trans: np.ndarra
   local[:, 0] = glob[:, 0]
   for k in range(1, 24):
     local[:, k] = np.swapaxes(glob[:, skeleton.SMPL_PARENTS[k]], -1, -2) @ glob[:, k]
-  full = _rot.matrix_to_axis_angle(local)
+  full = rotations_np.matrix_to_axis_angle(local)
   transl = pos_src[:, index[0]] - smpl_rest[0]
   motion = motion_lib.make_motion(full[:, 1:], full[:, 0], transl, fps, name, loop=loop,
                                   source=source)
@@ -451,7 +451,7 @@ def bone_direction_errors(motion: motion_lib.Motion, info: RetargetInfo,
   for bone, (a, b) in bones.items():
     if a not in info.index or b not in info.index:
       continue
-    out[bone] = _rot.angle_between(
+    out[bone] = rotations_np.angle_between(
         smpl_pos[:, b] - smpl_pos[:, a],
         info.source_positions[:, info.index[b]] - info.source_positions[:, info.index[a]])
   return out

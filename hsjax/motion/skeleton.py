@@ -27,7 +27,7 @@ import numpy as np
 
 from hsjax.body import SMPL_JOINT_NAMES  # pylint: disable=unused-import
 from hsjax.body import SMPL_PARENTS
-from hsjax.motion import _rot
+from hsjax import rotations_np
 NUM_JOINTS = 24
 JOINT_INDEX = {name: i for i, name in enumerate(SMPL_JOINT_NAMES)}
 
@@ -154,7 +154,7 @@ def forward_joints(rest: np.ndarray, full_pose: np.ndarray, transl: np.ndarray |
     the root rotating about its own rest position, as in SMPL.
   """
   full_pose = np.asarray(full_pose, np.float64)
-  rot = full_pose if full_pose.shape[-2:] == (3, 3) else _rot.axis_angle_to_matrix(full_pose)
+  rot = full_pose if full_pose.shape[-2:] == (3, 3) else rotations_np.axis_angle_to_matrix(full_pose)
   glob = global_rotations(rot, parents)
   rest = np.asarray(rest, np.float64)
   pos = np.empty(rot.shape[:-1], np.float64)

@@ -1,4 +1,4 @@
-"""Host-side (numpy, float64) rotation helpers for motion import, built on scipy.
+"""Host-side (numpy, float64) rotation helpers for motion import and data, built on scipy.
 
 Mocap files are read and retargeted once, on the host, before anything reaches ``jit``; float64
 keeps long kinematic chains (BVH hierarchies of 60+ joints) free of round-off drift. The JAX

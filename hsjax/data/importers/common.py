@@ -1,0 +1,115 @@
+"""Helpers shared by the importers: safe pickle reading, frame lists, re-rooting, validation."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from hsjax import body as body_lib
+from hsjax import smpl_pickle
+from hsjax.data import hmr_noise as noise_lib
+from hsjax.data import io as io_lib
+from hsjax.data import sequence as seq_lib
+
+_IMAGE_EXTS = (".png", ".jpg", ".jpeg")
+
+
+# ------------------------------------------------------------------------------------------
+# Shared helpers
+
+
+def read_pickle(path: str):
+  """A pickle of numpy arrays and containers, read without running code."""
+  with open(path, "rb") as f:
+    data = f.read()
+  if b"joblib.numpy_pickle" in data[:4096] or b"NumpyArrayWrapper" in data:
+    raise ValueError(f"{path}: a joblib-format pickle; hsjax reads plain pickles only "
+                     "(convert with `pickle.dump(joblib.load(path), f)` in a trusted session)")
+  try:
+    return smpl_pickle.restricted_loads(data, source=path)
+  except smpl_pickle.UnsafePickleError as e:
+    raise ValueError(f"{path}: refusing to unpickle: {e}") from e
+
+
+def read_npy_object(path: str):
+  """An ``.npy`` holding a pickled object (e.g. a dict), read without running code."""
+  with open(path, "rb") as f:
+    version = np.lib.format.read_magic(f)
+    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                   else np.lib.format.read_array_header_2_0)
+    dtype = read_header(f)[2]
+    if dtype != object:
+      f.seek(0)
+      return np.load(f, allow_pickle=False)
+    obj = smpl_pickle.restricted_loads(f.read(), source=path)
+  return obj.item() if isinstance(obj, np.ndarray) and obj.ndim == 0 else obj
+
+
+def frame_list(folder: str, field: str, exts=_IMAGE_EXTS) -> list[str]:
+  if not os.path.isdir(folder):
+    raise FileNotFoundError(f"{folder}: {field} folder not found")
+  files = sorted(f for f in os.listdir(folder) if os.path.splitext(f)[1].lower() in exts)
+  if not files:
+    raise ValueError(f"{folder}: no {field} files ({'/'.join(exts)})")
+  return [os.path.join(folder, f) for f in files]
+
+
+def image_size(path: str) -> tuple[int, int]:
+  img = io_lib.load_image(path)
+  return img.shape[0], img.shape[1]
+
+
+def rest_pelvis(model: body_lib.BodyModel, betas: np.ndarray) -> np.ndarray:
+  betas = np.asarray(betas, np.float64)
+  if betas.shape[0] < model.num_betas:
+    betas = np.concatenate([betas, np.zeros(model.num_betas - betas.shape[0])])
+  shaped = (np.asarray(model.v_template, np.float64)
+            + np.asarray(model.shapedirs, np.float64) @ betas[:model.num_betas])
+  return np.asarray(model.J_regressor, np.float64)[0] @ shaped
+
+
+def fit_betas(betas: np.ndarray, model: body_lib.BodyModel, source: str) -> np.ndarray:
+  """Pads with zeros or truncates to the model's number of shape components."""
+  betas = np.asarray(betas, np.float32).reshape(-1)
+  b = model.num_betas
+  return np.concatenate([betas, np.zeros(max(0, b - len(betas)), np.float32)])[:b]
+
+
+def reroot(rot_world: np.ndarray, t_world: np.ndarray, root_orient: np.ndarray,
+           pelvis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """SMPL ``(global_orient, transl)`` of ``v = R · SMPL(root_orient, transl=0) + t``.
+
+  Args:
+    rot_world: [T, 3, 3] rotation applied to the posed mesh about the origin.
+    t_world: [T, 3] translation added afterwards.
+    root_orient: [T, 3] SMPL root axis-angle inside the mesh.
+    pelvis: [3] rest pelvis joint ``J0(β)``.
+  """
+  orient = Rotation.from_matrix(rot_world) * Rotation.from_rotvec(root_orient)
+  transl = np.einsum("tij,j->ti", rot_world, pelvis) + t_world - pelvis
+  return orient.as_rotvec().astype(np.float32), transl.astype(np.float32)
+
+
+def finish(seq: seq_lib.Sequence, source: str, hmr_noise, seed: int, model) -> seq_lib.Sequence:
+  """Optionally replaces hmr by simulated HMR noise on the (pseudo-)GT, then validates."""
+  if hmr_noise is not None:
+    if seq.gt is None:
+      raise ValueError(f"{source}: hmr_noise needs ground-truth parameters to corrupt")
+    seq.hmr = noise_lib.simulate_hmr(seq.gt, seq.cameras, hmr_noise, seed=seed, fps=seq.fps,
+                                     model=model)
+    seq.metadata["hmr"] = f"simulated from the fitted SMPL with preset {hmr_noise!r}, seed {seed}"
+  seq = seq_lib.validate_sequence(seq, source)
+  if np.asarray(seq.masks[0]).max() <= 0:
+    where = seq.masks.paths[0] if isinstance(seq.masks, seq_lib.LazyFrames) else source
+    raise ValueError(f"{where}: field 'masks' frame 0 is empty (no person pixel)")
+  return seq
+
+
+def lazy_frames(paths, loader, shape, field):
+  return seq_lib.LazyFrames(paths, loader, shape, field=field)
+
+
+def body_model_or_default(body_model):
+  return body_model if body_model is not None else body_lib.load_body_model("default")

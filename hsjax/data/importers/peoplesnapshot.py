@@ -1,0 +1,83 @@
+"""PeopleSnapshot as preprocessed by InstantAvatar / GART."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from hsjax import body as body_lib
+from hsjax.camera import Camera
+from hsjax.data import io as io_lib
+from hsjax.data import sequence as seq_lib
+from hsjax.data.importers import common
+
+
+# ------------------------------------------------------------------------------------------
+# PeopleSnapshot (InstantAvatar / GART preprocessing)
+
+
+def load_peoplesnapshot(path: str, *, split: str = "train", frames: slice | None = None,
+                        body_model: body_lib.BodyModel | None = None, hmr_noise=None,
+                        seed: int = 0, fps: float = 30.0) -> seq_lib.Sequence:
+  """Imports a PeopleSnapshot subject as preprocessed by InstantAvatar (used by GART).
+
+  Assumed layout: ``images/*.png``; ``masks/*.npy`` (``[H, W]``, person > 0.5; ``*.png``
+  also read); ``cameras.npz`` with ``intrinsic [3, 3]``, ``extrinsic [4, 4]`` (world to
+  camera, OpenCV), ``height``, ``width``; ``poses/anim_nerf_<split>.npz`` (the Anim-NeRF
+  refined fits; ``poses/<split>.npz`` also accepted) with ``betas [1, 10]`` or ``[10]``,
+  ``global_orient [T, 3]``, ``body_pose [T, 69]``, ``transl [T, 3]`` in that world frame.
+  The poses of a split cover the images ``frames`` (a slice, e.g. InstantAvatar's
+  ``slice(0, 456, 4)``); without ``frames`` the image count must equal T.
+
+  The refined fits are the standard pseudo ground truth: they become ``gt`` and ``hmr``
+  (``hmr_noise``, a preset name, replaces ``hmr`` by simulated HMR errors, seeded).
+  """
+  model = common.body_model_or_default(body_model)
+  image_paths = common.frame_list(os.path.join(path, "images"), "images")
+  mask_paths = common.frame_list(os.path.join(path, "masks"), "masks", (".npy", ".png"))
+  if len(mask_paths) != len(image_paths):
+    raise ValueError(f"{path}/masks: {len(mask_paths)} masks for {len(image_paths)} images")
+  pose_path = os.path.join(path, "poses", f"anim_nerf_{split}.npz")
+  if not os.path.exists(pose_path):
+    pose_path = os.path.join(path, "poses", f"{split}.npz")
+  if not os.path.exists(pose_path):
+    raise FileNotFoundError(f"{path}/poses: neither anim_nerf_{split}.npz nor {split}.npz")
+  with np.load(pose_path, allow_pickle=False) as f:
+    p = {k: f[k] for k in f.files}
+  for key in ("betas", "global_orient", "body_pose", "transl"):
+    if key not in p:
+      raise ValueError(f"{pose_path}: missing field '{key}'; found {sorted(p)}")
+  num = p["body_pose"].shape[0]
+  if frames is not None:
+    image_paths, mask_paths = image_paths[frames], mask_paths[frames]
+  if len(image_paths) != num:
+    raise ValueError(f"{pose_path}: {num} poses but {len(image_paths)} images selected; pass "
+                     "frames=slice(start, stop, step) matching the split")
+  body_pose = np.asarray(p["body_pose"], np.float32)
+  if body_pose.shape != (num, 69):
+    raise ValueError(f"{pose_path}: field 'body_pose' must be [T, 69] axis-angle, found "
+                     f"{list(body_pose.shape)}")
+  with np.load(os.path.join(path, "cameras.npz"), allow_pickle=False) as f:
+    cam = {k: f[k] for k in f.files}
+  h, w = int(cam["height"]), int(cam["width"])
+  gt = body_lib.SMPLParams(betas=common.fit_betas(p["betas"], model, pose_path),
+                           body_pose=body_pose.reshape(num, 23, 3),
+                           global_orient=np.asarray(p["global_orient"], np.float32),
+                           transl=np.asarray(p["transl"], np.float32))
+
+  def load_mask(q):
+    return (np.load(q, allow_pickle=False).astype(np.float32) if q.endswith(".npy")
+            else io_lib.load_mask(q))
+
+  seq = seq_lib.Sequence(
+      name=os.path.basename(os.path.normpath(path)),
+      images=common.lazy_frames(image_paths, io_lib.load_image, (h, w, 3), "images"),
+      masks=common.lazy_frames(mask_paths, load_mask, (h, w), "masks"), depth=None, depth_kind=None,
+      cameras=Camera(K=np.repeat(np.asarray(cam["intrinsic"], np.float32)[None], num, 0),
+                     world_to_cam=np.repeat(np.asarray(cam["extrinsic"], np.float32)[None], num,
+                                            0), width=w, height=h),
+      hmr=gt, gt=gt, fps=fps,
+      metadata={"format": "peoplesnapshot", "source": os.path.abspath(path), "split": split,
+                "hmr": "the refined fits (pseudo ground truth)"})
+  return common.finish(seq, path, hmr_noise, seed, model)
