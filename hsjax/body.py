@@ -17,6 +17,9 @@ interchangeable with the ``smplx`` package's ``SMPL`` layer (tested against it):
 Conventions: 24 joints in SMPL order, axis-angle ``body_pose [..., 23, 3]``,
 ``global_orient [..., 3]``, ``transl [..., 3]``, metres, y up, the body facing +z.
 Batch axes lead and broadcast against each other.
+
+One concept, one module: the model pytree, its file formats and its forward pass belong
+together (about 540 lines).
 """
 
 from __future__ import annotations

@@ -88,8 +88,15 @@ def matrix_to_quat(rot: jax.Array) -> jax.Array:
 
 
 def quat_to_matrix(quat: jax.Array) -> jax.Array:
-  """[..., 4] quaternion (w, x, y, z), any norm > 0 -> [..., 3, 3] rotation matrix."""
-  q = quat / jnp.linalg.norm(quat, axis=-1, keepdims=True)
+  """[..., 4] quaternion (w, x, y, z), any norm -> [..., 3, 3] rotation matrix.
+
+  A zero quaternion (a learned one can reach it) maps to the identity with finite
+  gradients instead of NaN. The rasteriser's projection has its own copy
+  (``kernels.rasterize.projection.quat_to_rotmat``, same semantics): ``kernels/`` sits below
+  ``hsjax`` and imports nothing from it.
+  """
+  norm2 = jnp.sum(quat * quat, axis=-1, keepdims=True)
+  q = quat / jnp.sqrt(jnp.where(norm2 > 0, norm2, 1.0))
   w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
   return jnp.stack([
       jnp.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),

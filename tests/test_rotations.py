@@ -137,3 +137,13 @@ def test_geodesic_angle(x64):  # pylint: disable=unused-argument
   ref = (a.inv() * b).magnitude()
   np.testing.assert_allclose(rot.geodesic_angle(jnp.asarray(a.as_matrix()),
                                                 jnp.asarray(b.as_matrix())), ref, atol=1e-8)
+
+
+def test_quat_to_matrix_zero_quaternion_is_identity_with_finite_gradient():
+  """A learned quaternion can reach zero: the rotation is then the identity, not NaN."""
+  np.testing.assert_allclose(rot.quat_to_matrix(jnp.zeros(4)), np.eye(3))
+  grad = jax.grad(lambda q: jnp.sum(rot.quat_to_matrix(q)))(jnp.zeros(4))
+  assert np.all(np.isfinite(np.asarray(grad)))
+  q = jnp.asarray([0.3, -0.2, 0.5, 0.1])  # any other norm: the normalised rotation
+  np.testing.assert_allclose(rot.quat_to_matrix(q),
+                             rot.quat_to_matrix(q / jnp.linalg.norm(q)), atol=1e-6)
