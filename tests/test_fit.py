@@ -4,6 +4,7 @@ checkpoint. Tiny fits (a few Gaussians, 32x32 images, a handful of steps); fits 
 settings share one compiled step, which keeps this file to a few compilations."""
 
 import dataclasses
+import types
 
 import jax
 import jax.numpy as jnp
@@ -89,16 +90,16 @@ def test_user_loss_term_is_picked_up(sequences, body_model):
   # The term was optimised: with it the fit ends with a smaller reprojection error than
   # without it (same key, same everything else).
   baseline = _fit(seq, body_model)
-  final = root_keypoint(None, {"index": jnp.arange(len(seq))}, None, {
-      "camera": seq.cameras,
-      "body": body_lib.body_forward(
+  final = root_keypoint(
+      None, types.SimpleNamespace(index=jnp.arange(len(seq))), None,
+      types.SimpleNamespace(camera=seq.cameras, body=body_lib.body_forward(
           body_model, jnp.broadcast_to(result.poses.betas, (len(seq), 10)),
-          result.poses.body_pose, result.poses.global_orient, result.poses.transl)})
-  final_base = root_keypoint(None, {"index": jnp.arange(len(seq))}, None, {
-      "camera": seq.cameras,
-      "body": body_lib.body_forward(
+          result.poses.body_pose, result.poses.global_orient, result.poses.transl)))
+  final_base = root_keypoint(
+      None, types.SimpleNamespace(index=jnp.arange(len(seq))), None,
+      types.SimpleNamespace(camera=seq.cameras, body=body_lib.body_forward(
           body_model, jnp.broadcast_to(baseline.poses.betas, (len(seq), 10)),
-          baseline.poses.body_pose, baseline.poses.global_orient, baseline.poses.transl)})
+          baseline.poses.body_pose, baseline.poses.global_orient, baseline.poses.transl)))
   assert float(final) < float(final_base)
 
 
