@@ -625,11 +625,11 @@ def load_npy(path: str, *, max_bytes: int | None = None) -> Any:
         return np.load(f, allow_pickle=False)
       except (ValueError, OSError, EOFError) as e:
         raise ValueError(f"{path}: not a readable .npy ({e})") from e
-    obj = _resolve(_unpickle(f, path, limit), path, limit)
+    obj = _unpickle(f, path, limit)
   if not isinstance(obj, np.ndarray) or obj.shape != shape:
     raise ValueError(f"{path}: object .npy should unpickle to an array of shape {shape}, "
                      f"found {type(obj).__name__}")
-  return obj.item() if obj.ndim == 0 else obj
+  return _resolve(obj, path, limit)  # a 0-d object array becomes the object it holds
 
 
 def load_npz_restricted(path: str, *, max_bytes: int | None = None) -> dict[str, Any]:

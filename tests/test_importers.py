@@ -105,67 +105,7 @@ def test_coco_rle_round_trip():
       [0.0, 1.0], [1.0, 0.0]]
 
 
-def _write_4dhumans(model, ref, root, rle_masks):
-  os.makedirs(root / "images")
-  if not rle_masks:
-    os.makedirs(root / "masks")
-  orient, transl = _camera_frame_params(model, ref.gt, ref.cameras.world_to_cam)
-  data = {}
-  for t in range(NUM_FRAMES):
-    name = f"{t:06d}.jpg.png"  # PHALP keeps the frame's own file name
-    iio.imwrite(root / "images" / name, _u8(ref.images[t]))
-    if not rle_masks:
-      iio.imwrite(root / "masks" / f"{t:06d}.jpg.png", _u8(ref.masks[t]))
-    smpl = {"global_orient": Rotation.from_rotvec(orient[t]).as_matrix()[None],
-            "body_pose": Rotation.from_rotvec(ref.gt.body_pose[t]).as_matrix(),
-            "betas": np.asarray(ref.gt.betas)}
-    other = {k: v.copy() for k, v in smpl.items()}
-    entry = {"tracked_ids": [7, 3], "smpl": [other, smpl],
-             "camera": [np.zeros(3), transl[t]], "size": [[48, 48], [48, 48]]}
-    if rle_masks:
-      entry["mask"] = [_rle_encode(np.zeros((48, 48))), _rle_encode(ref.masks[t])]
-    if t == 0:  # the tracked person (id 3) is seen in every frame, id 7 only in the first
-      data[f"out/img/{name}"] = entry
-    else:
-      entry = {k: v[1:] for k, v in entry.items()}
-      entry["tracked_ids"] = [3]
-      data[f"out/img/{name}"] = entry
-  with open(root / "demo_clip.pkl", "wb") as f:
-    pickle.dump(data, f)
-
-
-@pytest.mark.parametrize("rle_masks", [False, True])
-def test_4dhumans_round_trip(small_body, source, tmp_path, rle_masks):
-  _write_4dhumans(small_body, source, tmp_path, rle_masks)
-  seq = load_sequence(str(tmp_path), focal_length=float(source.cameras.K[0, 0, 0]))
-  assert seq.metadata["format"] == "4dhumans" and seq.metadata["track_id"] == 3
-  np.testing.assert_array_equal(seq.cameras.world_to_cam[0], np.eye(4))
-  _assert_same_camera_space(small_body, seq, source)
-  np.testing.assert_array_equal(np.asarray(seq.images), source.images)
-  if rle_masks:
-    np.testing.assert_array_equal(np.asarray(seq.masks), source.masks > 0.5)
-  else:
-    np.testing.assert_allclose(np.asarray(seq.masks), source.masks, atol=1e-6)
-  # The default focal is 4D-Humans' 5000 / 256 * max(H, W).
-  default = load_sequence(str(tmp_path / "demo_clip.pkl"), images_dir=str(tmp_path / "images"),
-                          masks_dir=None if rle_masks else str(tmp_path / "masks"))
-  assert default.cameras.K[0, 0, 0] == pytest.approx(5000.0 / 256 * 48)
-
-
-def test_4dhumans_bad_input(small_body, source, tmp_path):
-  _write_4dhumans(small_body, source, tmp_path, rle_masks=False)
-  with open(tmp_path / "demo_clip.pkl", "rb") as f:
-    data = pickle.load(f)
-  first = sorted(data)[0]
-  data[first]["smpl"][1]["body_pose"] = np.zeros((23, 3))  # axis-angle where PHALP has matrices
-  with open(tmp_path / "demo_clip.pkl", "wb") as f:
-    pickle.dump(data, f)
-  with pytest.raises(ValueError, match=r"body_pose must be \[23, 3, 3\].*found \[23, 3\]"):
-    load_sequence(str(tmp_path), format="4dhumans")
-  with open(tmp_path / "demo_clip.pkl", "wb") as f:
-    pickle.dump({"x": os.system}, f)  # a pickle that references code is refused
-  with pytest.raises(ValueError, match="refusing to unpickle"):
-    load_sequence(str(tmp_path), format="4dhumans")
+# PHALP results as PHALP writes them: tests/test_importers_phalp.py.
 
 
 # ------------------------------------------------------------------------------------------
