@@ -124,7 +124,7 @@ def _write_neuman(model, ref, root, scale=2.5):
     f.write(f"1 PINHOLE 48 48 {k[0, 0]} {k[1, 1]} {k[0, 2]} {k[1, 2]}\n")
   poses, alignments, lines = [], {}, ["# Image list\n"]
   for t in range(NUM_FRAMES):
-    name = f"{t:05d}.png"
+    name = f"{t + 1:05d}.png"  # frame 0 of the video was not registered by COLMAP
     iio.imwrite(root / "images" / name, _u8(ref.images[t]))
     iio.imwrite(root / "segmentations" / name, _u8(1.0 - ref.masks[t]))  # 0 = person
     q = Rotation.from_matrix(w2c[t, :3, :3]).as_quat()  # x y z w
@@ -142,8 +142,12 @@ def _write_neuman(model, ref, root, scale=2.5):
     poses.append(np.concatenate([raw_root.as_rotvec(), ref.gt.body_pose[t].reshape(-1)]))
   with open(root / "sparse" / "images.txt", "w") as f:
     f.writelines(lines)
-  with open(root / "smpl_output_optimized.pkl", "wb") as f:
-    pickle.dump({1: {"pose": poses, "betas": [np.asarray(ref.gt.betas)] * NUM_FRAMES}}, f)
+  # As preprocess/optimize_smpl.py writes it: one entry per video frame, indexed by the frame
+  # number in the image name; frame 0 (unregistered) holds a pose that must not be used.
+  joblib = pytest.importorskip("joblib")
+  poses.insert(0, np.full(72, 0.7))
+  joblib.dump({1: {"pose": poses, "betas": [np.asarray(ref.gt.betas)] * (NUM_FRAMES + 1)}},
+              root / "smpl_output_optimized.pkl")
   np.save(root / "alignments.npy", alignments, allow_pickle=True)
 
 
@@ -156,7 +160,10 @@ def test_neuman_round_trip(small_body, source, tmp_path):
   # The world is metric again: camera centres match the original ones.
   np.testing.assert_allclose(seq.cameras.world_to_cam[:, :3, 3],
                              source.cameras.world_to_cam[:, :3, 3], atol=1e-5)
-  _assert_frames(seq, source)
+  np.testing.assert_array_equal(np.asarray(seq.images), source.images)
+  # NeuMan: every pixel that is not background (255) is the person.
+  np.testing.assert_array_equal(np.asarray(seq.masks), _u8(1.0 - source.masks) < 255)
+  assert seq.metadata["frame_ids"] == [1, 2, 3, 4]
   assert seq.gt is None and seq.depth is None
 
 

@@ -264,3 +264,42 @@ def test_cli_reports_a_malicious_result_in_one_line(tmp_path):
   assert "Traceback" not in out.stderr
   assert "evil.pkl" in out.stderr and "refusing" in out.stderr
   assert not marker.exists()
+
+
+def _write_default_clip(root):
+  from hsjax import body as body_lib  # pylint: disable=g-import-not-at-top
+  model = body_lib.load_body_model("default")
+  clip = synthetic_sequence("default", seed=0, num_frames=NUM_FRAMES, image_size=64,
+                            num_eval_views=0, num_novel_pose=0, hmr_noise="none",
+                            cache_dir=False, body_model=model)
+  return write_phalp(model, clip, root)
+
+
+def test_fit_cli_track_id_flag(small_body, ref, tmp_path):
+  """--track_id reaches the importer: an id PHALP never tracked is one line naming the ids,
+  exit 2; the flag is refused for other formats."""
+  write_phalp(small_body, ref, tmp_path)
+  out = _fit_script(f"--sequence={tmp_path}", "--format=4dhumans", "--track_id=9",
+                    f"--output_dir={tmp_path / 'run'}")
+  assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+  assert "track_id expected one of the tracked ids [3, 5]" in out.stderr
+  out = _fit_script(f"--sequence={tmp_path}", "--format=zju", "--track_id=3",
+                    f"--output_dir={tmp_path / 'run'}")
+  assert out.returncode == 2 and "--track_id: only for --format=4dhumans" in out.stderr
+
+
+@pytest.mark.slow
+def test_fit_runs_end_to_end_on_a_phalp_result(tmp_path):
+  """experiments/fit.py --format=4dhumans on the synthetic benchmark written as a PHALP result
+  (4 tracked frames of 64 px) writes a normal run directory."""
+  _write_default_clip(tmp_path)
+  run = tmp_path / "run"
+  out = _fit_script(f"--sequence={tmp_path}", "--format=4dhumans", "--steps=4",
+                    "--warmup_steps=2", "--num_gaussians=300", "--batch_frames=2",
+                    "--densify_every=0", "--orbit_frames=2", "--num_panels=1", "--novideos",
+                    "--nolpips", "--nocheckpoints", f"--output_dir={run}")
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "sequence 'demo_clip': 4 frames" in out.stdout
+  for name in ("config.json", "flags.txt", "metrics.json", "table.md", "smpl_refined.npz",
+               "smpl_hmr.npz", "avatar.npz"):
+    assert (run / name).exists(), name

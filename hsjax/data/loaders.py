@@ -51,5 +51,12 @@ def load_sequence(path: str, format: str = "auto",  # pylint: disable=redefined-
     # Deferred: the importers pull in scipy and the pickle reader, which the hsjax layout
     # does not need.
     from hsjax.data import importers  # pylint: disable=g-import-not-at-top
-    return importers.IMPORTERS[format](path, **kwargs)
+    try:
+      return importers.IMPORTERS[format](path, **kwargs)
+    except (FileNotFoundError, ValueError):
+      raise
+    except (KeyError, IndexError, TypeError, AttributeError, OSError, EOFError) as e:
+      # A layout the importer did not anticipate: still one message naming the input.
+      raise ValueError(f"{path}: not a readable '{format}' input ({type(e).__name__}: {e}); "
+                       "see hsjax/data/README.md for the layout") from e
   raise ValueError(f"unknown sequence format '{format}'; valid: {('auto',) + FORMATS}")
