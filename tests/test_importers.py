@@ -284,3 +284,22 @@ def test_format_detection(small_body, source, tmp_path):
   from hsjax.data.loaders import detect_format  # pylint: disable=g-import-not-at-top
   assert detect_format(str(tmp_path / "ps")) == "peoplesnapshot"
   assert detect_format(str(tmp_path / "zju")) == "zju"
+
+
+def test_missing_files_are_named_in_one_line(small_body, source, tmp_path):
+  """PeopleSnapshot / ZJU / NeuMan without their files: one FileNotFoundError naming all."""
+  _write_peoplesnapshot(source, tmp_path / "ps")
+  os.remove(tmp_path / "ps" / "cameras.npz")
+  os.remove(tmp_path / "ps" / "poses" / "anim_nerf_train.npz")
+  with pytest.raises(FileNotFoundError, match=r"ps: not a PeopleSnapshot subject .*missing "
+                     r"cameras\.npz, poses/anim_nerf_train\.npz or poses/train\.npz$"):
+    load_sequence(str(tmp_path / "ps"), format="peoplesnapshot", body_model=small_body)
+  os.makedirs(tmp_path / "zju")
+  np.save(tmp_path / "zju" / "annots.npy", {"cams": {}, "ims": []}, allow_pickle=True)
+  with pytest.raises(FileNotFoundError, match=r"missing new_params or params, mask_cihp or mask"):
+    load_sequence(str(tmp_path / "zju"), format="zju", body_model=small_body)
+  os.makedirs(tmp_path / "neuman" / "images")
+  with pytest.raises(FileNotFoundError, match=r"not a NeuMan scene: missing segmentations, "
+                     r"sparse/cameras\.txt, sparse/images\.txt, smpl_output_optimized\.pkl, "
+                     r"alignments\.npy"):
+    load_sequence(str(tmp_path / "neuman"), format="neuman", body_model=small_body)
