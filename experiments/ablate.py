@@ -147,7 +147,7 @@ def variant_config(base, name: str):
   uses ``ON_WEIGHTS``.
   """
   import dataclasses  # pylint: disable=g-import-not-at-top,import-outside-toplevel
-  from hsjax import fitting as fit  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax import fit  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   variant = VARIANTS[name]
   base_weights = {k: w for k, (w, _) in fit.resolve_losses(base).items()}
   weights = dict(base.loss_weights)
@@ -178,8 +178,8 @@ def main(argv):
     raise common.InputError(f"unexpected arguments {argv[1:]} (flags need --name=value)")
   import jax  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   from hsjax import evaluation  # pylint: disable=g-import-not-at-top,import-outside-toplevel
-  from hsjax import fitting as fit  # pylint: disable=g-import-not-at-top,import-outside-toplevel
-  from hsjax import outputs  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax import fit  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax import report  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   variants = _VARIANTS.value or GRIDS[_GRID.value]
   unknown = [v for v in variants if v not in VARIANTS]
   if unknown:
@@ -215,7 +215,7 @@ def main(argv):
       summary = common.fit_summary(fitted, seconds)
       run_dir = os.path.join(out_dir, name)
       if _WRITE_RUNS.value:
-        outputs.write_run(run_dir, body_model=body_model, sequence=sequence,
+        report.write_run(run_dir, body_model=body_model, sequence=sequence,
                           avatar=fitted.avatar, poses=fitted.poses, evaluation_result=result,
                           history=fitted.history, fit_summary=summary,
                           background=config.background, backend=config.backend,
@@ -224,14 +224,14 @@ def main(argv):
                           progress=config.progress, title=label)
       else:
         os.makedirs(run_dir, exist_ok=True)
-        outputs.write_json(os.path.join(run_dir, "metrics.json"), dict(result, fit=summary))
+        report.write_json(os.path.join(run_dir, "metrics.json"), dict(result, fit=summary))
       result["fit"] = summary
     results[name] = result
     rows.append((label, result))
-    table = outputs.ablation_table(rows)
+    table = report.ablation_table(rows)
     with open(os.path.join(out_dir, "ablation.md"), "w") as f:  # rewritten after every row
       f.write(_markdown(sequence, table, results))
-  outputs.write_json(os.path.join(out_dir, "ablation.json"),
+  report.write_json(os.path.join(out_dir, "ablation.json"),
                      {k: _compact(v) for k, v in results.items()})
   with open(os.path.join(out_dir, "ablation.md")) as f:
     print(f.read())

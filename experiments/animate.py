@@ -68,7 +68,7 @@ flags.adopt_module_key_flags(common)
 def load_avatar_and_betas(body_model):
   """``(avatar, betas [B])`` from ``--run_dir`` / ``--avatar`` / ``--betas_from``."""
   import numpy as np  # pylint: disable=g-import-not-at-top,import-outside-toplevel
-  from hsjax import outputs  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax import io as io_lib  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   if bool(_RUN_DIR.value) == bool(_AVATAR.value):
     raise common.InputError("give exactly one of --run_dir and --avatar")
   betas_path = _BETAS_FROM.value
@@ -83,15 +83,14 @@ def load_avatar_and_betas(body_model):
     raise common.InputError(f"avatar file not found: {path}")
   try:
     if path.lower().endswith(".ply"):
-      from hsjax import ply  # pylint: disable=g-import-not-at-top,import-outside-toplevel
-      avatar = ply.load_avatar_ply(path)
+      avatar = io_lib.load_avatar_ply(path)
     elif path.lower().endswith(".npz"):
-      avatar = outputs.load_avatar(path)
+      avatar = io_lib.load_avatar(path)
     else:
       raise common.InputError(f"{path}: unknown avatar format; expected hsjax's avatar.npz or "
                               "an avatar .ply")
     if betas_path:
-      betas = np.asarray(outputs.load_smpl_npz(betas_path).betas, np.float32)
+      betas = np.asarray(io_lib.load_smpl_npz(betas_path).betas, np.float32)
     else:
       betas = np.zeros(body_model.num_betas, np.float32)
   except (FileNotFoundError, ValueError) as e:
@@ -139,7 +138,8 @@ def main(argv):
   import numpy as np  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   from hsjax import body as body_lib  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   from hsjax import evaluation  # pylint: disable=g-import-not-at-top,import-outside-toplevel
-  from hsjax import outputs  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax.report import figures  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax.report import video as video_lib  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   from hsjax.camera import intrinsics  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   try:
     background = [float(c) for c in _BACKGROUND.value]
@@ -162,7 +162,7 @@ def main(argv):
   k = intrinsics(size * _DISTANCE.value / _FIELD_OF_VIEW.value, size, size)
   targets = pelvis.copy() if _FOLLOW.value else np.repeat(pelvis[:1], num_frames, 0)
   targets[:, 1] = _CAMERA_HEIGHT.value * 0.9  # look slightly down at the body's middle
-  cameras = outputs.orbit_cameras(targets, k, size, size, distance=_DISTANCE.value,
+  cameras = video_lib.orbit_cameras(targets, k, size, size, distance=_DISTANCE.value,
                                   camera_height=_CAMERA_HEIGHT.value,
                                   start_azimuth_deg=_VIEW_AZIMUTH[_VIEW.value] + _AZIMUTH.value,
                                   turns=1.0 if _VIEW.value == "orbit" else 0.0)
@@ -177,12 +177,12 @@ def main(argv):
                                      progress=_PROGRESS.value, desc="animate")
   name = os.path.splitext(os.path.basename(_MOTION.value))[0]
   video = os.path.join(out_dir, f"{name}.mp4")
-  outputs.write_video(video, renders["rgb"], _FPS.value)
+  video_lib.write_video(video, renders["rgb"], _FPS.value)
   if _PNG.value:
     import imageio.v3 as iio  # pylint: disable=g-import-not-at-top,import-outside-toplevel
     os.makedirs(os.path.join(out_dir, "frames"), exist_ok=True)
     for t, rgb in enumerate(renders["rgb"]):
-      iio.imwrite(os.path.join(out_dir, "frames", f"{t:06d}.png"), outputs.to_uint8(rgb))
+      iio.imwrite(os.path.join(out_dir, "frames", f"{t:06d}.png"), figures.to_uint8(rgb))
   overflow = int(renders["overflow"].sum())
   print(f"{num_frames} frames of '{clip.name}' -> {video}"
         + (f" (tile overflow {overflow}: raise --tile_capacity)" if overflow else ""))

@@ -1,16 +1,16 @@
 r"""Times one fitting step by stage, and the end-to-end default fit.
 
-Stages, each a separately jitted function on the default sequence's first minibatch with the
+Stages (the fit's own: ``hsjax.forward`` and ``hsjax.fit.step``), each a separately jitted function on the default sequence's first minibatch with the
 default ``FitConfig`` (so each number is that stage alone, compiled alone):
 
 * ``body_fk``: SMPL forward of the minibatch's frames (vertices, joints) and the joints of
   every frame of the sequence (what the temporal terms use);
-* ``deform``: LBS of the avatar into the minibatch's frames (``hsjax.avatar.deform``, vmapped);
+* ``deform``: LBS of the avatar into the minibatch's frames (``hsjax.forward.deform_frames``);
 * ``render``: the rasteriser on the deformed Gaussians (forward only), vmapped over frames;
 * ``render_fwd_bwd``: the same with its backward pass (the gradient of an L1 image loss);
 * ``loss``: ``hsjax.losses.total_loss`` of the default mapping on a fixed render;
 * ``update``: the Optax update of the avatar and the poses from a fixed gradient;
-* ``step``: the whole ``hsjax.fitting.train_step`` (all of the above with every backward pass);
+* ``step``: the whole ``hsjax.fit.train_step`` (all of the above with every backward pass);
 * ``camel_terms`` / ``depth_3d``: value and gradient of the CAMEL terms (at their default
   weights) / of the 3D depth term (visibility selection, unprojection, Chamfer) alone;
   ``depth_3d_p<P>``: the 3D depth term with P depth pixels per frame (``all``: every valid
@@ -37,7 +37,6 @@ adds the fit itself.
 from __future__ import annotations
 
 import functools
-import importlib
 import json
 import os
 import platform
@@ -52,13 +51,11 @@ import optax
 
 from hsjax import avatar as avatar_lib
 from hsjax import body as body_lib
+from hsjax import fit as fit_lib
+from hsjax import forward
 from hsjax import losses as losses_lib
-from hsjax.camera import Camera
-from hsjax.rendering import render as render_gaussians
 from kernels.rasterize import api as raster_api
 
-# The package exports a function `fit` that shadows the module of the same name.
-fit_lib = importlib.import_module("hsjax.fitting")
 
 _REPEATS = flags.DEFINE_integer("repeats", 10, "Timed calls per stage.")
 _E2E = flags.DEFINE_bool("e2e", False, "Also time the end-to-end default fit (minutes).")
@@ -86,45 +83,35 @@ def _time(fn, *args, repeats: int) -> dict:
 
 def stage_times(sequence, config: fit_lib.FitConfig, body_model, repeats: int,
                 depth_points: tuple[int, ...] = ()) -> dict:
-  """Per-stage timings of one step of ``config`` on ``sequence``."""
+  """Per-stage timings of one step of ``config`` on ``sequence`` (the fit's own stages)."""
   data = fit_lib.prepare_data(sequence, config)
   state = fit_lib.init_state(data, config, body_model, jax.random.key(0))
   losses = fit_lib.resolve_losses(config)
   frames = jnp.arange(config.batch_frames, dtype=jnp.int32)
   avatar = avatar_lib.combine(state.params.avatar, state.buffers)
   poses = state.params.poses
-  cam = Camera(K=data.K[frames], world_to_cam=data.world_to_cam[frames], width=data.width,
-               height=data.height)
-  background = jnp.asarray(config.background, jnp.float32)
+  cam = data.cameras(frames)
+  settings = config.render_settings
   out = {}
 
   # The body model is an argument, not a closure constant: XLA would otherwise spend seconds
   # constant-folding template quantities (as the fit's step does, it stays an input).
   @jax.jit
   def body_fk(poses, body_model):
-    betas = jnp.broadcast_to(poses.betas, (frames.shape[0], poses.betas.shape[-1]))
-    batch = body_lib.body_forward(body_model, betas, poses.body_pose[frames],
-                                  poses.global_orient[frames], poses.transl[frames])
-    rot = body_lib.full_pose_rotmats(poses.body_pose, poses.global_orient)
-    all_betas = jnp.broadcast_to(poses.betas, (rot.shape[0], poses.betas.shape[-1]))
-    joints, _ = body_lib.joint_transforms(body_model, all_betas, rot, poses.transl)
-    return batch.vertices, batch.joints, joints
+    return (forward.pose_frames(body_model, poses.select(frames)),
+            forward.sequence_joints(body_model, poses))
 
   out["body_fk"] = _time(body_fk, poses, body_model, repeats=repeats)
 
   @jax.jit
   def deform(avatar, poses, body_model):
-    return jax.vmap(avatar_lib.deform_with_aux, in_axes=(None, None, None, 0, 0, 0))(
-        avatar, body_model, poses.betas, poses.body_pose[frames], poses.global_orient[frames],
-        poses.transl[frames])
+    return forward.deform_frames(avatar, body_model, poses.select(frames))
 
   out["deform"] = _time(deform, avatar, poses, body_model, repeats=repeats)
   deformed = deform(avatar, poses, body_model)
 
   def render_fn(gaussians):
-    return jax.vmap(lambda g, c: render_gaussians(
-        g, c, background=background, backend=config.backend,
-        tile_capacity=config.tile_capacity))(gaussians, cam)
+    return forward.render_frames(gaussians, cam, settings)
 
   out["render"] = _time(jax.jit(render_fn), deformed.gaussians, repeats=repeats)
   images = data.images[frames]
@@ -134,25 +121,20 @@ def stage_times(sequence, config: fit_lib.FitConfig, body_model, repeats: int,
   render = jax.jit(render_fn)(deformed.gaussians)
   overflow = int(np.sum(np.asarray(render.overflow)))
 
-  frame = {"image": images, "mask": data.masks[frames], "depth": data.depth[frames],
-           "depth_K": data.depth_K[frames], "depth_weight": data.depth_weight,
-           "depth_is_metric": data.depth_is_metric, "index": frames}
-  body_out = body_fk(poses, body_model)
+  frame = fit_lib.step.frame_batch(data, frames)
+  body, sequence_joints = body_fk(poses, body_model)
 
-  def terms(losses, render, params, gaussians, body_model):
-    aux = {"step": jnp.int32(config.warmup_steps), "frames": frames,
-           "body": body_lib.BodyOutput(vertices=body_out[0], joints=body_out[1],
-                                       transforms=None, rotmats=None),
-           "gaussians": gaussians, "deform": deformed,
-           "sequence_joints": body_out[2], "frame_valid": data.frame_valid,
-           "init": data.init, "body_model": body_model, "camera": cam,
-           "camel_nearest": state.camel_nearest}
+  def terms(losses, render, params, deformed, body_model):
+    ctx = losses_lib.StepContext(
+        step=jnp.int32(config.warmup_steps), body=body, deformed=deformed,
+        sequence_joints=sequence_joints, frame_valid=data.frame_valid, init=data.init,
+        body_model=body_model, camera=cam, camel_nearest=state.camel_nearest)
     full = fit_lib.FitParams(avatar=avatar_lib.combine(params.avatar, state.buffers),
                              poses=params.poses)
-    return losses_lib.total_loss(losses, render, frame, full, aux)
+    return losses_lib.total_loss(losses, render, frame, full, ctx)
 
   out["loss"] = _time(jax.jit(functools.partial(terms, losses)), render, state.params,
-                      deformed.gaussians, body_model, repeats=repeats)
+                      deformed, body_model, repeats=repeats)
   camel_names = [n for n in losses if n.startswith("camel_")]
   variants = [("camel_terms", {n: losses[n] for n in camel_names}),
               ("depth_3d", {"depth_3d": losses["depth_3d"]})]
@@ -162,10 +144,10 @@ def stage_times(sequence, config: fit_lib.FitConfig, body_model, repeats: int,
   for stage, subset in variants:
     if all(w == 0 for w, _ in subset.values()):  # switched off: time it at weight 1
       subset = {n: (1.0, fn) for n, (_, fn) in subset.items()}
-    grad = jax.jit(jax.value_and_grad(lambda p, g, bm, subset=subset: terms(
-        subset, render, p, g, bm)[0], argnums=(0, 1)))
-    out[stage] = _time(grad, state.params, deformed.gaussians, body_model, repeats=repeats)
-  out["camel_search"] = _time(fit_lib.nearest_template_vertices, avatar.means, body_model,
+    grad = jax.jit(jax.value_and_grad(lambda p, d, bm, subset=subset: terms(
+        subset, render, p, d, bm)[0], argnums=(0, 1)))
+    out[stage] = _time(grad, state.params, deformed, body_model, repeats=repeats)
+  out["camel_search"] = _time(fit_lib.step.nearest_template_vertices, avatar.means, body_model,
                               repeats=repeats)
 
   tx = fit_lib.make_optimizer(config)

@@ -25,10 +25,13 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from hsjax.data.loaders import FORMATS
+from hsjax.fit.config import POSE_GROUPS
+from kernels.rasterize.api import BACKENDS
+
 FLAGS = flags.FLAGS
 
-SEQUENCE_FORMATS = ("auto", "synthetic", "hsjax", "4dhumans", "neuman", "peoplesnapshot", "zju")
-BACKENDS = ("auto", "xla", "pallas", "reference")
+SEQUENCE_FORMATS = ("auto", "synthetic") + FORMATS
 
 
 class InputError(ValueError):
@@ -239,7 +242,7 @@ def default_losses_help() -> str:
 
 @dataclasses.dataclass(frozen=True)
 class FitFlags:
-  """Holders of the flags that shape the fit (see ``hsjax.fitting.FitConfig``)."""
+  """Holders of the flags that shape the fit (see ``hsjax.fit.FitConfig``)."""
 
   steps: Any
   warmup_steps: Any
@@ -260,12 +263,13 @@ class FitFlags:
   progress: Any
 
 
-POSE_GROUPS = ("global_orient", "body_pose", "transl")
+# Pose groups --refine chooses from (the shape has a flag of its own, --train_betas).
+REFINE_GROUPS = tuple(g for g in POSE_GROUPS if g != "betas")
 
 
 def define_fit_flags() -> FitFlags:
-  """Flags for :func:`fit_config`; defaults are ``hsjax.fitting.FitConfig``'s."""
-  from hsjax import fitting as fit  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  """Flags for :func:`fit_config`; defaults are ``hsjax.fit.FitConfig``'s."""
+  from hsjax import fit  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   d = fit.FitConfig()
   return FitFlags(
       steps=flags.DEFINE_integer("steps", d.steps, "Optimisation steps (warm-up included)."),
@@ -282,9 +286,9 @@ def define_fit_flags() -> FitFlags:
           f"term off), e.g. 'mask:0.5,depth:0'. Terms and default weights: "
           f"{default_losses_help()}."),
       refine=flags.DEFINE_list(
-          "refine", list(POSE_GROUPS),
+          "refine", list(REFINE_GROUPS),
           "Pose groups refined jointly with the avatar, any of "
-          f"{','.join(POSE_GROUPS)}; empty ('--refine=') keeps the HMR poses fixed (the "
+          f"{','.join(REFINE_GROUPS)}; empty ('--refine=') keeps the HMR poses fixed (the "
           "avatar-only baseline)."),
       train_betas=flags.DEFINE_bool("train_betas", d.train_betas, "Also refine the shape."),
       learn_skinning=flags.DEFINE_bool("learn_skinning", d.learn_skinning,
@@ -307,16 +311,16 @@ def define_fit_flags() -> FitFlags:
 
 
 def fit_config(f: FitFlags, body_model: str = "default", **overrides):
-  """The ``hsjax.fitting.FitConfig`` of the flags (``overrides`` win).
+  """The ``hsjax.fit.FitConfig`` of the flags (``overrides`` win).
 
   Raises:
     InputError: unknown loss names or pose groups, or a config the library rejects.
   """
-  from hsjax import fitting as fit  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax import fit  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   refine = [g.strip() for g in f.refine.value if g.strip()]
-  unknown = [g for g in refine if g not in POSE_GROUPS]
+  unknown = [g for g in refine if g not in REFINE_GROUPS]
   if unknown:
-    raise InputError(f"--refine: unknown pose group(s) {unknown}; valid: {list(POSE_GROUPS)}")
+    raise InputError(f"--refine: unknown pose group(s) {unknown}; valid: {list(REFINE_GROUPS)}")
   steps = f.steps.value
   kwargs = dict(
       steps=steps, warmup_steps=min(f.warmup_steps.value, steps),
@@ -470,8 +474,8 @@ def fit_evaluate_write(run_dir: str, sequence, config, body_model, *, seed: int,
   import time  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   import jax  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   from hsjax import evaluation  # pylint: disable=g-import-not-at-top,import-outside-toplevel
-  from hsjax import fitting as fit  # pylint: disable=g-import-not-at-top,import-outside-toplevel
-  from hsjax import outputs  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax import fit  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax import report  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   t0 = time.perf_counter()
   try:
     result = fit.fit(sequence, config, key=jax.random.key(seed), body_model=body_model,
@@ -490,7 +494,7 @@ def fit_evaluate_write(run_dir: str, sequence, config, body_model, *, seed: int,
   t2 = time.perf_counter()
   log(f"evaluation: {t2 - t1:.1f} s")
   summary = fit_summary(result, t1 - t0)
-  files = outputs.write_run(
+  files = report.write_run(
       run_dir, body_model=body_model, sequence=sequence, avatar=result.avatar,
       poses=result.poses, evaluation_result=result_eval, history=result.history,
       fit_summary=summary, background=config.background, backend=config.backend,

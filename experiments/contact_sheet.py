@@ -27,8 +27,8 @@ import numpy as np
 from hsjax import body as body_lib
 from hsjax.camera import Camera
 from hsjax.data import HMR_NOISE_PRESETS, render_mesh, synthetic_sequence
-from hsjax.data import _metrics as metrics
-from hsjax.data import synthetic as synthetic_lib
+from hsjax.data.synthetic import smooth_normals
+from hsjax import metrics
 
 _NAME = flags.DEFINE_string("name", "default", "Synthetic sequence name.")
 _SEED = flags.DEFINE_integer("seed", 0, "Sequence seed.")
@@ -53,7 +53,7 @@ def _overlay(image, model, params, t, camera, color, alpha=0.55):
   out = body_lib.body_forward(model, params.betas, params.body_pose[t], params.global_orient[t],
                               params.transl[t])
   verts = np.asarray(out.vertices)
-  normals = synthetic_lib.vertex_normals(verts, np.asarray(model.faces))
+  normals = smooth_normals(verts, np.asarray(model.faces))
   rgb, mask, _ = render_mesh(verts, np.asarray(model.faces), camera,
                              vertex_colors=np.broadcast_to(color, verts.shape), normals=normals,
                              background=(0.0, 0.0, 0.0), ambient=0.4)
@@ -71,10 +71,8 @@ def main(argv):
   seq = synthetic_sequence(_NAME.value, seed=_SEED.value, hmr_noise=_NOISE.value)
   model = body_lib.load_body_model()
   frames = [int(f) for f in _FRAMES.value]
-  gt_j = synthetic_lib.posed_body(model, seq.gt.betas, seq.gt.body_pose, seq.gt.global_orient,
-                             seq.gt.transl)[1]
-  hmr_j = synthetic_lib.posed_body(model, seq.hmr.betas, seq.hmr.body_pose,
-                              seq.hmr.global_orient, seq.hmr.transl)[1]
+  gt_j = body_lib.pose_frames_host(model, seq.gt)[1]
+  hmr_j = body_lib.pose_frames_host(model, seq.hmr)[1]
   errors = {"mpjpe_mm": metrics.mpjpe(hmr_j, gt_j), "pa_mpjpe_mm": metrics.pa_mpjpe(hmr_j, gt_j),
             "root_error_mm": metrics.root_error(hmr_j, gt_j)}
   print(json.dumps({"sequence": seq.name, "seed": _SEED.value, "hmr_noise": _NOISE.value,

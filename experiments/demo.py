@@ -6,7 +6,7 @@ r"""The main demo: fit the default synthetic sequence and write every output.
    CC0 body, 256 x 256, one training camera, 4 held-out cameras, 8 novel-pose frames,
    simulated HMR 2.0-like estimates) or loads it from the cache
    (``$HSJAX_CACHE/sequences`` or ``~/.cache/hsjax/sequences``);
-2. learns the Gaussian avatar and refines the poses jointly (``hsjax.fitting.fit`` with the
+2. learns the Gaussian avatar and refines the poses jointly (``hsjax.fit`` with the
    default ``FitConfig``), with a progress bar;
 3. evaluates (``hsjax.evaluation.evaluate_run``: pose error vs ground truth, novel views,
    novel poses, the training view) and writes ``outputs/demo/``: ``metrics.json``,

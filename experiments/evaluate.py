@@ -48,7 +48,7 @@ def load_run(run_dir: str):
   Raises:
     common.InputError: a missing directory or file, or a sequence that cannot be reloaded.
   """
-  from hsjax import outputs  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax import io as io_lib  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   config = common.read_config(run_dir)
   for name in ("avatar.npz", "smpl_refined.npz"):
     if not os.path.exists(os.path.join(run_dir, name)):
@@ -60,8 +60,8 @@ def load_run(run_dir: str):
                             f"{sorted(config)}")
   sequence = common.load_sequence(config["sequence"], body_model=body_model)
   try:
-    avatar = outputs.load_avatar(os.path.join(run_dir, "avatar.npz"))
-    poses = outputs.load_smpl_npz(os.path.join(run_dir, "smpl_refined.npz"))
+    avatar = io_lib.load_avatar(os.path.join(run_dir, "avatar.npz"))
+    poses = io_lib.load_smpl_npz(os.path.join(run_dir, "smpl_refined.npz"))
   except (FileNotFoundError, ValueError) as e:
     raise common.InputError(str(e)) from e
   return config, body_model, sequence, avatar, poses
@@ -71,7 +71,7 @@ def main(argv):
   if len(argv) > 1:
     raise common.InputError(f"unexpected arguments {argv[1:]} (flags need --name=value)")
   from hsjax import evaluation  # pylint: disable=g-import-not-at-top,import-outside-toplevel
-  from hsjax import outputs  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax import report  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   run_dir = _RUN_DIR.value
   config, body_model, sequence, avatar, poses = load_run(run_dir)
   if _POSES.value == "hmr":
@@ -90,15 +90,15 @@ def main(argv):
   result["poses"] = _POSES.value
   title = f"evaluation of {run_dir} ({_POSES.value} poses)"
   if _OUTPUTS.value:
-    outputs.write_run(out_dir, body_model=body_model, sequence=sequence, avatar=avatar,
+    report.write_run(out_dir, body_model=body_model, sequence=sequence, avatar=avatar,
                       poses=poses, evaluation_result=result, background=background,
                       backend=backend, tile_capacity=tile_capacity, progress=_PROGRESS.value,
                       title=title)
   else:
     os.makedirs(out_dir, exist_ok=True)
-    outputs.write_json(os.path.join(out_dir, "metrics.json"), result)
+    report.write_json(os.path.join(out_dir, "metrics.json"), result)
     with open(os.path.join(out_dir, "table.md"), "w") as f:
-      f.write(outputs.results_markdown(result, title))
+      f.write(report.results_markdown(result, title))
   with open(os.path.join(out_dir, "table.md")) as f:
     print(f.read())
 

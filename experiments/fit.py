@@ -8,7 +8,7 @@ directory in the hsjax layout (``hsjax/data/io.py``), or an importer's input wit
 ``flags.txt`` (replay with ``--flagfile=runs/default/flags.txt``), ``config.json``,
 ``metrics.json``, ``table.md``, ``smpl_refined.npz`` / ``smpl_hmr.npz`` (smplx naming),
 ``avatar.npz`` / ``avatar.ply``, ``panels/*.png``, ``train_view.mp4``, ``orbit.mp4`` and
-``pose_error.png`` (see ``hsjax/outputs.py``). Checkpoints go to ``<output_dir>/checkpoints``;
+``pose_error.png`` (see ``hsjax/report/run_dir.py``). Checkpoints go to ``<output_dir>/checkpoints``;
 running the same command again resumes from the newest one.
 
 Examples::

@@ -5,7 +5,7 @@ r"""Fits several subjects at once: one vmapped (and optionally sharded) optimisa
 ``--sequences`` lists subjects as ``name:seed`` (synthetic; the other sequence flags apply
 to each), ``name`` (seed 0) or paths of sequences. All subjects share the fit configuration
 and must have the same image size; shorter sequences are padded and their padding frames are
-never sampled (``hsjax.fitting.fit_many``). With ``--shard``, subjects are sharded over the
+never sampled (``hsjax.fit_many``). With ``--shard``, subjects are sharded over the
 ``"subject"`` axis of a mesh of all devices (their number must divide the number of
 subjects); on a CPU, expose several host devices first:
 
@@ -64,8 +64,9 @@ def main(argv):
   import numpy as np  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   from hsjax import body as body_lib  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   from hsjax import evaluation  # pylint: disable=g-import-not-at-top,import-outside-toplevel
-  from hsjax import fitting as fit  # pylint: disable=g-import-not-at-top,import-outside-toplevel
-  from hsjax import outputs  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax import fit  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax import io as io_lib  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax import report  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   config = common.fit_config(_FIT, body_model=_BODY_MODEL.value)
   body_model = common.load_body_model(_BODY_MODEL.value)
   specs = subject_specs(_SEQUENCES.value, common.sequence_spec(_SEQ))
@@ -107,7 +108,7 @@ def main(argv):
     run_dir = os.path.join(out_dir, label)
     summary = {"steps": config.steps, "time_s": round(seconds, 1), "subjects": len(sequences)}
     if _WRITE_RUNS.value:
-      outputs.write_run(run_dir, body_model=body_model, sequence=seq, avatar=avatar,
+      report.write_run(run_dir, body_model=body_model, sequence=seq, avatar=avatar,
                         poses=poses, evaluation_result=ev, fit_summary=summary,
                         background=config.background, backend=config.backend,
                         tile_capacity=config.tile_capacity, num_panels=_OUT.num_panels.value,
@@ -115,13 +116,13 @@ def main(argv):
                         progress=config.progress, title=label)
     else:
       os.makedirs(run_dir, exist_ok=True)
-      outputs.write_json(os.path.join(run_dir, "metrics.json"), dict(ev, fit=summary))
-      outputs.save_smpl_npz(os.path.join(run_dir, "smpl_refined.npz"), poses, fps=seq.fps)
+      report.write_json(os.path.join(run_dir, "metrics.json"), dict(ev, fit=summary))
+      io_lib.save_smpl_npz(os.path.join(run_dir, "smpl_refined.npz"), poses, fps=seq.fps)
     rows.append((label, ev))
     if "pose" in ev:
       hmr_row = {"pose": {"refined": ev["pose"]["hmr"]}}
       rows.insert(len(rows) - 1, (f"{label} (HMR init)", hmr_row))
-  table = outputs.ablation_table(rows)
+  table = report.ablation_table(rows)
   text = (f"# fit_many: {len(sequences)} subjects\n\n{table}\n\n{config.steps} steps, "
           f"{seconds:.0f} s for all subjects{' (sharded)' if mesh is not None else ''}.\n")
   with open(os.path.join(out_dir, "summary.md"), "w") as f:

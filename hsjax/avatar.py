@@ -42,10 +42,13 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy import spatial
 
 from hsjax import body as body_lib
+from hsjax import nonrigid as nonrigid_lib
 from hsjax import rotations
 from hsjax.gaussians import Gaussians
+from kernels.rasterize import sh as sh_lib
 
 # SH degree-0 basis constant (3DGS): colour = 0.5 + C0 * sh_0.
 SH_C0 = 0.28209479177387814
@@ -56,7 +59,6 @@ PER_GAUSSIAN_FIELDS = ("means", "log_scales", "quats", "opacity_logits", "sh", "
 # Fields that optax updates (``skin_logits`` only when ``learn_skinning``).
 _PARAM_FIELDS = ("means", "log_scales", "quats", "opacity_logits", "sh", "skin_logits",
                  "nonrigid")
-_BUFFER_FIELDS = ("skin_init", "face_ids", "barycentrics", "active")
 
 # Newton steps of the polar decomposition. With determinant scaling, an even blend of two
 # rotations 170° apart converges to float32 precision within these 7 steps (tested); LBS
@@ -280,7 +282,6 @@ def init_avatar(key: jax.Array, body_model: body_lib.BodyModel, num_gaussians: i
   nonrigid_params = None
   config = None
   if nonrigid:
-    from hsjax import nonrigid as nonrigid_lib  # pylint: disable=g-import-not-at-top
     config = nonrigid_config or nonrigid_lib.NonRigidConfig()
     nonrigid_params = nonrigid_lib.init_params(key_nonrigid, config, num_gaussians)
   elif nonrigid_config is not None:
@@ -325,7 +326,6 @@ def _sample_surface(key_faces, key_bary, verts: np.ndarray, faces: np.ndarray, n
 
 def _knn_spacing(points: np.ndarray, k: int) -> np.ndarray:
   """Mean distance of each point to its k nearest other points: [n, 3] -> [n]."""
-  from scipy import spatial  # pylint: disable=g-import-not-at-top
 
   dist, _ = spatial.cKDTree(points).query(points, k=k + 1)
   spacing = dist[:, 1:].mean(-1)
@@ -402,7 +402,6 @@ def rotate_sh(sh: jax.Array, rot: jax.Array, degree: int) -> jax.Array:
   """
   if degree == 0:
     return sh
-  from kernels.rasterize import sh as sh_lib  # pylint: disable=g-import-not-at-top
 
   dirs = jnp.asarray(_SH_SAMPLE_DIRS, rot.dtype)  # [P, 3]
   # Rᵀ p for every Gaussian: row-vector form p R.
@@ -434,7 +433,6 @@ _SH_SAMPLE_DIRS = _fibonacci_sphere(16)
 @functools.lru_cache(maxsize=None)
 def _sh_band_pinv(band: int) -> np.ndarray:
   """Pseudo-inverse [2l+1, P] of the band-l basis at the sample directions (host constant)."""
-  from kernels.rasterize import sh as sh_lib  # pylint: disable=g-import-not-at-top
 
   with jax.ensure_compile_time_eval():
     basis = np.asarray(sh_lib.sh_basis(band, jnp.asarray(_SH_SAMPLE_DIRS)), np.float64)
@@ -466,7 +464,6 @@ def deform_with_aux(avatar: Avatar, body_model: body_lib.BodyModel, betas: jax.A
 
   nonrigid_offsets = None
   if avatar.nonrigid is not None:
-    from hsjax import nonrigid as nonrigid_lib  # pylint: disable=g-import-not-at-top
     nonrigid_offsets = nonrigid_lib.offsets(avatar, rotmats)
     means = means + nonrigid_offsets.means
     quats = rotations.quat_multiply(rotations.axis_angle_to_quat(nonrigid_offsets.rotations),
@@ -507,12 +504,6 @@ def deform(avatar: Avatar, body_model: body_lib.BodyModel, betas: jax.Array,
     Gaussian, ``scales = exp(log_scales)``, ``opacities = sigmoid(logit)``, 0 where inactive.
   """
   return deform_with_aux(avatar, body_model, betas, body_pose, global_orient, transl).gaussians
-
-
-def canonical_gaussians(avatar: Avatar) -> Gaussians:
-  """The avatar in its canonical space as plain Gaussians (for export and viewing)."""
-  return Gaussians(means=avatar.means, quats=avatar.quats, scales=jnp.exp(avatar.log_scales),
-                   opacities=jax.nn.sigmoid(avatar.opacity_logits) * avatar.active, sh=avatar.sh)
 
 
 def skinning_drift(avatar: Avatar) -> jax.Array:

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hsjax import rotations
+from hsjax import smpl_pickle
 
 NUM_JOINTS = 24
 NUM_POSE_FEATURES = 9 * (NUM_JOINTS - 1)  # 207
@@ -44,6 +45,8 @@ SMPL_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17
 
 # Name of the embedded CC0 model (see hsjax/assets/DEFAULT_BODY.md).
 DEFAULT_BODY_FILE = "default_body.npz"
+# The fields of SMPLParams, in smplx's naming.
+SMPL_PARAM_FIELDS = ("betas", "body_pose", "global_orient", "transl")
 
 
 @flax.struct.dataclass(kw_only=True)
@@ -112,6 +115,11 @@ class SMPLParams:
   @property
   def num_frames(self) -> int:
     return self.body_pose.shape[-3]
+
+  def select(self, frames: jax.Array) -> SMPLParams:
+    """The parameters of ``frames`` ([F] indices) of a sequence with shared ``betas [B]``."""
+    return self.replace(body_pose=self.body_pose[frames],
+                        global_orient=self.global_orient[frames], transl=self.transl[frames])
 
 
 # ------------------------------------------------------------------------------------------
@@ -238,8 +246,6 @@ def read_body_file(path: str) -> dict:
   arrays (e.g. a pickled sparse ``J_regressor``) are those members read by the same restricted
   unpickler.
   """
-  from hsjax import smpl_pickle  # pylint: disable=g-import-not-at-top
-
   if not os.path.exists(path):
     raise FileNotFoundError(f"body model file not found: {path}")
   ext = os.path.splitext(path)[1].lower()
@@ -478,6 +484,50 @@ def body_forward(model: BodyModel, betas: jax.Array, body_pose: jax.Array,
   vertices = jnp.broadcast_to(vertices, (*batch, model.num_vertices, 3))
   return BodyOutput(vertices=vertices, joints=posed_joints + transl[..., None, :],
                     transforms=rel, rotmats=rotmats)
+
+
+def forward_params(model: BodyModel, params: SMPLParams) -> BodyOutput:
+  """:func:`body_forward` of :class:`SMPLParams`, shared ``betas`` broadcast over the frames.
+
+  Args:
+    model: the body model.
+    params: ``betas [B]`` (shared) or ``[..., B]``, ``body_pose [..., 23, 3]``,
+      ``global_orient [..., 3]``, ``transl [..., 3]`` (``...`` = no axis for one frame, or
+      ``[T]``).
+
+  Returns:
+    :class:`BodyOutput` with the frame axes of ``body_pose``.
+  """
+  betas = jnp.asarray(params.betas)
+  body_pose = jnp.asarray(params.body_pose)
+  betas = jnp.broadcast_to(betas, (*body_pose.shape[:-2], betas.shape[-1]))
+  return body_forward(model, betas, body_pose, jnp.asarray(params.global_orient),
+                      jnp.asarray(params.transl))
+
+
+# One frame's forward pass compiled once and looped over frames on the host: one compilation
+# serves every sequence length, and memory stays that of one frame.
+_forward_params_frame = jax.jit(forward_params)
+
+
+def pose_frames_host(model: BodyModel, params: SMPLParams) -> tuple[np.ndarray, np.ndarray]:
+  """Posed vertices [T, V, 3] and joints [T, 24, 3] of T frames, as numpy (host side).
+
+  Args:
+    model: the body model.
+    params: ``betas [B]`` shared, ``body_pose [T, 23, 3]``, ``global_orient [T, 3]``,
+      ``transl [T, 3]`` (numpy or jax arrays).
+  """
+  betas = jnp.asarray(params.betas, jnp.float32)
+  verts, joints = [], []
+  for t in range(len(params.body_pose)):
+    frame = SMPLParams(betas=betas, body_pose=jnp.asarray(params.body_pose[t], jnp.float32),
+                       global_orient=jnp.asarray(params.global_orient[t], jnp.float32),
+                       transl=jnp.asarray(params.transl[t], jnp.float32))
+    out = _forward_params_frame(model, frame)
+    verts.append(np.asarray(out.vertices))
+    joints.append(np.asarray(out.joints))
+  return np.stack(verts), np.stack(joints)
 
 
 def vertex_normals(vertices: jax.Array, faces: jax.Array) -> jax.Array:

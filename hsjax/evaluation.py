@@ -59,11 +59,10 @@ import tqdm
 from hsjax import avatar as avatar_lib
 from hsjax import body as body_lib
 from hsjax import camel
+from hsjax import forward
 from hsjax import metrics
 from hsjax.camera import Camera
-# Names, not the module: the package exports the function `render` as `hsjax.render`.
 from hsjax.rendering import DEFAULT_TILE_CAPACITY
-from hsjax.rendering import render as render_gaussians
 
 # Image-metric keys of a summary, in table order.
 IMAGE_METRICS = ("psnr", "ssim", "lpips", "psnr_mask", "ssim_mask", "psnr_full", "ssim_full")
@@ -95,15 +94,13 @@ DRIFT_FAR = 0.05
 # Rendering
 
 
-@functools.partial(jax.jit, static_argnames=("width", "height", "backend", "tile_capacity"))
-def _render_posed(avatar: avatar_lib.Avatar, body_model: body_lib.BodyModel, betas: jax.Array,
-                  body_pose: jax.Array, global_orient: jax.Array, transl: jax.Array,
-                  k: jax.Array, world_to_cam: jax.Array, background: jax.Array, *, width: int,
-                  height: int, backend: str, tile_capacity: int):
-  gaussians = avatar_lib.deform(avatar, body_model, betas, body_pose, global_orient, transl)
+@functools.partial(jax.jit, static_argnames=("width", "height", "settings"))
+def _render_posed(avatar: avatar_lib.Avatar, body_model: body_lib.BodyModel,
+                  pose: body_lib.SMPLParams, k: jax.Array, world_to_cam: jax.Array, *,
+                  width: int, height: int, settings: forward.RenderSettings):
+  gaussians = forward.deform_frame(avatar, body_model, pose).gaussians
   camera = Camera(K=k, world_to_cam=world_to_cam, width=width, height=height)
-  out = render_gaussians(gaussians, camera, background=background, backend=backend,
-                          tile_capacity=tile_capacity)
+  out = forward.render_frame(gaussians, camera, settings)
   return out.rgb, out.alpha, out.depth, out.overflow
 
 
@@ -136,7 +133,8 @@ def render_frames(avatar: avatar_lib.Avatar, body_model: body_lib.BodyModel,
   k_all = np.asarray(cameras.K, np.float32)
   w2c_all = np.asarray(cameras.world_to_cam, np.float32)
   betas = jnp.asarray(poses.betas, jnp.float32)
-  bg = jnp.asarray(background, jnp.float32)
+  settings = forward.RenderSettings(background=tuple(float(c) for c in np.asarray(background)),
+                                    backend=backend, tile_capacity=tile_capacity)
   body_pose = np.asarray(poses.body_pose, np.float32)
   global_orient = np.asarray(poses.global_orient, np.float32)
   transl = np.asarray(poses.transl, np.float32)
@@ -144,10 +142,12 @@ def render_frames(avatar: avatar_lib.Avatar, body_model: body_lib.BodyModel,
   for t in tqdm.tqdm(frames, desc=desc, disable=not progress, leave=False, dynamic_ncols=True):
     k = k_all if k_all.ndim == 2 else k_all[t]
     w2c = w2c_all if w2c_all.ndim == 2 else w2c_all[t]
+    pose = body_lib.SMPLParams(betas=betas, body_pose=jnp.asarray(body_pose[t]),
+                               global_orient=jnp.asarray(global_orient[t]),
+                               transl=jnp.asarray(transl[t]))
     rgb, alpha, depth, overflow = _render_posed(
-        avatar, body_model, betas, jnp.asarray(body_pose[t]), jnp.asarray(global_orient[t]),
-        jnp.asarray(transl[t]), jnp.asarray(k), jnp.asarray(w2c), bg, width=cameras.width,
-        height=cameras.height, backend=backend, tile_capacity=tile_capacity)
+        avatar, body_model, pose, jnp.asarray(k), jnp.asarray(w2c), width=cameras.width,
+        height=cameras.height, settings=settings)
     for name, value in (("rgb", rgb), ("alpha", alpha), ("depth", depth),
                         ("overflow", overflow)):
       out[name].append(np.asarray(value))
@@ -276,11 +276,10 @@ def evaluate_images(avatar, body_model, poses: body_lib.SMPLParams, cameras: Cam
 
 @jax.jit
 def _drift_distances(avatar: avatar_lib.Avatar, body_model: body_lib.BodyModel,
-                     betas: jax.Array, body_pose: jax.Array, global_orient: jax.Array,
-                     transl: jax.Array) -> jax.Array:
+                     pose: body_lib.SMPLParams) -> jax.Array:
   """[N] distance (m) of each posed centre from the nearest posed body vertex, one frame."""
-  gaussians = avatar_lib.deform(avatar, body_model, betas, body_pose, global_orient, transl)
-  body = body_lib.body_forward(body_model, betas, body_pose, global_orient, transl)
+  gaussians = forward.deform_frame(avatar, body_model, pose).gaussians
+  body = forward.pose_frames(body_model, pose)
   _, sq = camel.nearest_points(gaussians.means, body.vertices, chunk=256)
   return jnp.sqrt(sq)
 
@@ -301,8 +300,7 @@ def gaussian_drift(avatar: avatar_lib.Avatar, body_model: body_lib.BodyModel,
   frames = np.arange(poses.body_pose.shape[0]) if frames is None else np.asarray(frames)
   active = np.asarray(avatar.active)
   dist = np.concatenate([
-      np.asarray(_drift_distances(avatar, body_model, poses.betas, poses.body_pose[t],
-                                  poses.global_orient[t], poses.transl[t]))[active]
+      np.asarray(_drift_distances(avatar, body_model, poses.select(t)))[active]
       for t in frames])
   return {"mean_mm": float(1000.0 * dist.mean()),
           "p95_mm": float(1000.0 * np.percentile(dist, 95)),

@@ -27,6 +27,8 @@ the mask; the results tables use the masked SSIM and PSNR inside the person's bo
 
 from __future__ import annotations
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -209,34 +211,53 @@ def psnr(image: jax.Array, reference: jax.Array, mask: jax.Array | None = None) 
   return -10.0 * jnp.log10(jnp.maximum(mse, 1e-12))
 
 
-def _gaussian_window(size: int = 11, sigma: float = 1.5) -> jax.Array:
-  x = jnp.arange(size) - (size - 1) / 2.0
-  g = jnp.exp(-0.5 * (x / sigma) ** 2)
-  return g / jnp.sum(g)
+def _gaussian_band(n: int, size: int = 11, sigma: float = 1.5) -> np.ndarray:
+  """[n - size + 1, n] banded matrix: row i holds the normalised Gaussian window at i."""
+  coords = np.arange(size) - (size - 1) / 2.0
+  g = np.exp(-0.5 * (coords / sigma) ** 2)
+  g /= g.sum()
+  band = np.zeros((n - size + 1, n), np.float32)
+  for i in range(n - size + 1):
+    band[i, i:i + size] = g
+  return band
 
 
-def _filter_valid(x: jax.Array, window: jax.Array) -> jax.Array:
-  """Separable 'valid' filtering of [H, W, C] with a 1D window."""
-  k = window.shape[0]
-  h, w = x.shape[0] - k + 1, x.shape[1] - k + 1
-  rows = sum(window[i] * x[i:i + h] for i in range(k))
-  return sum(window[j] * rows[:, j:j + w] for j in range(k))
+def _gaussian_filter_valid(x: jax.Array, size: int = 11, sigma: float = 1.5) -> jax.Array:
+  """Separable Gaussian filter, 'valid' region: [F, H, W, C] -> [F, H-size+1, W-size+1, C].
+
+  Written as two products with banded matrices: on CPU, XLA runs these (and their
+  transposes in the backward pass) about 10x faster than depthwise convolutions, whose
+  grouped-convolution path is slow, or than chains of shifted slices.
+  """
+  band_h = jnp.asarray(_gaussian_band(x.shape[1], size, sigma), x.dtype)
+  band_w = jnp.asarray(_gaussian_band(x.shape[2], size, sigma), x.dtype)
+  y = jnp.einsum("ih,fhwc->fiwc", band_h, x)
+  return jnp.einsum("jw,fiwc->fijc", band_w, y)
 
 
 def ssim_map(image: jax.Array, reference: jax.Array, *, data_range: float = 1.0,
              window_size: int = 11, sigma: float = 1.5) -> jax.Array:
-  """Per-pixel SSIM over the valid region: [H, W, C] x2 -> [H - 10, W - 10] (channel mean)."""
-  window = _gaussian_window(window_size, sigma)
+  """Per-pixel SSIM over the valid region: [..., H, W, C] x2 -> [..., H - 10, W - 10].
+
+  Wang et al. (2004) with an 11x11 Gaussian window (σ = 1.5), K1 = 0.01, K2 = 0.03 and
+  population covariances, averaged over channels: the numbers of scikit-image's
+  ``structural_similarity(..., gaussian_weights=True, sigma=1.5,
+  use_sample_covariance=False)`` (tested). Differentiable; the training loss
+  (``hsjax.losses.dssim``) and the evaluation both use it.
+  """
   c1 = (0.01 * data_range) ** 2
   c2 = (0.03 * data_range) ** 2
-  x, y = image.astype(jnp.float32), reference.astype(jnp.float32)
-  mu_x, mu_y = _filter_valid(x, window), _filter_valid(y, window)
-  var_x = _filter_valid(x * x, window) - mu_x**2
-  var_y = _filter_valid(y * y, window) - mu_y**2
-  cov = _filter_valid(x * y, window) - mu_x * mu_y
+  lead, (h, w, c) = image.shape[:-3], image.shape[-3:]
+  x = image.astype(jnp.float32).reshape(-1, h, w, c)
+  y = reference.astype(jnp.float32).reshape(-1, h, w, c)
+  stacked = jnp.concatenate([x, y, x * x, y * y, x * y], axis=-1)
+  filtered = _gaussian_filter_valid(stacked, window_size, sigma)
+  mu_x, mu_y, xx, yy, xy = jnp.split(filtered, 5, axis=-1)
+  var_x, var_y, cov = xx - mu_x**2, yy - mu_y**2, xy - mu_x * mu_y
   num = (2 * mu_x * mu_y + c1) * (2 * cov + c2)
   den = (mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2)
-  return jnp.mean(num / den, axis=-1)
+  smap = jnp.mean(num / den, axis=-1)
+  return smap.reshape(*lead, *smap.shape[1:])
 
 
 def ssim(image: jax.Array, reference: jax.Array, mask: jax.Array | None = None, *,
@@ -257,11 +278,11 @@ def lpips_available() -> tuple[bool, str]:
   package only when it is installed *and* its weights, plus torchvision's backbone weights,
   are already present on disk.
   """
+  # lpips and torch are optional: imported here so that hsjax works without them.
   try:
     import lpips  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   except ImportError:
     return False, "the `lpips` package is not installed"
-  import os  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   weights = os.path.join(os.path.dirname(lpips.__file__), "weights", "v0.1", "alex.pth")
   if not os.path.exists(weights):
     return False, f"LPIPS weights not found at {weights}"

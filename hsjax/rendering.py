@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import math
 
-import jax
-import jax.numpy as jnp
 
 from hsjax.camera import Camera
 from hsjax.gaussians import Gaussians

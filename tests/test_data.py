@@ -10,9 +10,9 @@ from hsjax import body as body_lib
 from hsjax import motion as motion_pkg
 from hsjax.camera import Camera, intrinsics, look_at
 from hsjax.data import HMR_NOISE_PRESETS, render_mesh, simulate_hmr, synthetic_sequence
-from hsjax.data import _metrics as metrics
+from hsjax import metrics
 from hsjax.data import motions as motions_lib
-from hsjax.data import render as render_lib
+from hsjax.data.synthetic import render as render_lib
 from hsjax.data import synthetic as synthetic_lib
 
 from test_data_common import capsule_body, small_body  # pylint: disable=unused-import
@@ -171,7 +171,7 @@ def test_sequence_images_masks_depth_agree(small_sequence):
     np.testing.assert_array_equal(depth > 0, masks >= 0.5)
     assert np.all(masks.reshape(len(seq), -1).max(1) == 1.0)  # the person is in every frame
     images = np.asarray(seq.images)
-    grey = np.asarray(synthetic_lib._PLAIN_BACKGROUND, np.float32)
+    grey = np.asarray(synthetic_lib.PLAIN_BACKGROUND, np.float32)
     np.testing.assert_allclose(images[masks == 0], np.broadcast_to(grey, images[masks == 0]
                                                                    .shape), atol=1 / 255)
   assert small_sequence.depth_kind == "metric"
@@ -242,8 +242,7 @@ def default_sequence():
 
 def _joints(params, num_frames):
   model = body_lib.load_body_model()
-  _, joints = synthetic_lib.posed_body(model, params.betas, params.body_pose,
-                                  params.global_orient, params.transl)
+  _, joints = body_lib.pose_frames_host(model, params)
   assert joints.shape == (num_frames, 24, 3)
   return joints
 
@@ -359,13 +358,11 @@ def test_presets_are_ordered(small_body):
   """Errors grow none < mild < hmr2_like < hard (capsule body, one motion, fixed seed)."""
   gt = _gt_params(40)
   cams = _cams(40)
-  _, j_gt = synthetic_lib.posed_body(small_body, gt.betas, gt.body_pose, gt.global_orient,
-                                gt.transl)
+  _, j_gt = body_lib.pose_frames_host(small_body, gt)
   errs = []
   for name in ("none", "mild", "hmr2_like", "hard"):
     est = simulate_hmr(gt, cams, name, seed=0, model=small_body)
-    _, j = synthetic_lib.posed_body(small_body, est.betas, est.body_pose, est.global_orient,
-                               est.transl)
+    _, j = body_lib.pose_frames_host(small_body, est)
     errs.append((metrics.mpjpe(j, j_gt), metrics.pa_mpjpe(j, j_gt), metrics.root_error(j, j_gt)))
   errs = np.array(errs)
   assert np.all(errs[0] < 1.0)

@@ -213,10 +213,10 @@ def test_rejects_bad_input():
 
 def test_synthetic_sequence_unidepth_like(small_body, tmp_path):
   """The generator's "unidepth_like" mode: the same frames as "exact", the depth of
-  degrade_depth on the exact depth, estimated intrinsics in metadata, its own cache entry."""
+  degrade_depth on the exact depth, estimated intrinsics in depth_K, its own cache entry."""
   small = dict(num_frames=4, image_size=64, num_eval_views=1, num_novel_pose=2)
   exact = synthetic_sequence(seed=3, body_model=small_body, cache_dir=False, **small)
-  assert "depth_K" not in exact.metadata and exact.depth_kind == "metric"
+  assert exact.depth_K is None and exact.depth_kind == "metric"
   np.testing.assert_array_equal(exact.depth > 0, exact.masks >= 0.5)
   mono = synthetic_sequence(seed=3, body_model=small_body, cache_dir=str(tmp_path),
                             depth="unidepth_like", **small)
@@ -230,12 +230,12 @@ def test_synthetic_sequence_unidepth_like(small_body, tmp_path):
     expected = degrade_depth(sub_exact.depth, sub_exact.masks, sub_exact.cameras.K,
                              "unidepth_like", seed=seed)
     np.testing.assert_array_equal(np.asarray(sub_mono.depth), expected)
-    np.testing.assert_allclose(np.asarray(sub_mono.metadata["depth_K"]), depth_intrinsics(
+    np.testing.assert_allclose(np.asarray(sub_mono.depth_K), depth_intrinsics(
         sub_exact.cameras.K, "unidepth_like", seed=seed))
     assert sub_mono.metadata["depth_noise"]["preset"] == "unidepth_like"
   assert mono.eval_views[0].metadata["azimuth_deg"] == exact.eval_views[0].metadata["azimuth_deg"]
   assert mono.novel_pose.metadata["frame_stride"] == 4
-  assert not np.allclose(np.asarray(mono.metadata["depth_K"]), exact.cameras.K)
+  assert not np.allclose(np.asarray(mono.depth_K), exact.cameras.K)
   # Margin pixels outside the person are valid in the simulated depth, never in the exact.
   assert np.any((np.asarray(mono.depth) > 0) & (exact.masks < 0.5))
   # Another depth preset is another cache entry.

@@ -4,7 +4,6 @@ checkpoint. Tiny fits (a few Gaussians, 32x32 images, a handful of steps); fits 
 settings share one compiled step, which keeps this file to a few compilations."""
 
 import dataclasses
-import importlib
 
 import jax
 import jax.numpy as jnp
@@ -13,13 +12,12 @@ import pytest
 
 from hsjax import avatar as avatar_lib
 from hsjax import body as body_lib
-from hsjax import checkpoint as ckpt_lib
+from hsjax.io import checkpoint as ckpt_lib
 from hsjax import density as density_lib
 from hsjax import losses as losses_lib
 from hsjax.data import synthetic_sequence
 
-# The package exports a function `fit` that shadows the module of the same name.
-fit_lib = importlib.import_module("hsjax.fitting")
+from hsjax import fit as fit_lib
 
 # vmap / sharding reorder float reductions; parameters of tiny fits agree to this.
 MULTI_TOL = 2e-5
@@ -68,12 +66,12 @@ def test_user_loss_term_is_picked_up(sequences, body_model):
   seq = sequences[0]
   target = jnp.asarray(np.asarray(seq.gt.transl))
 
-  def root_keypoint(render, frame, params, aux):
+  def root_keypoint(render, frame, params, ctx):
     # Reprojection of the root joint into the minibatch's cameras vs the true root.
     del render, params
-    cam = aux["camera"]
-    joints = aux["body"].joints[:, 0]  # [F, 3]
-    truth = target[frame["index"]]
+    cam = ctx.camera
+    joints = ctx.body.joints[:, 0]  # [F, 3]
+    truth = target[frame.index]
 
     def project(p, k, w2c):
       pc = w2c[:3, :3] @ p + w2c[:3, 3]
@@ -186,9 +184,9 @@ def test_kill_and_resume_is_exact(sequences, body_model, tmp_path):
 
 def test_nan_stops_with_term_and_step_and_keeps_last_good_checkpoint(sequences, body_model,
                                                                     tmp_path):
-  def explodes_at_3(render, frame, params, aux):
+  def explodes_at_3(render, frame, params, ctx):
     del render, frame, params
-    return jnp.where(aux["step"] >= 3, jnp.nan, 0.0)
+    return jnp.where(ctx.step >= 3, jnp.nan, 0.0)
 
   losses = {**LOSSES, "explodes": (1.0, explodes_at_3)}
   ckpt_dir = str(tmp_path / "nan")
@@ -223,7 +221,7 @@ def test_camel_reference_vertices_are_the_exact_nearest_or_the_anchors(sequences
   # A refresh searches again for the moved centres (here: shifted 5 cm sideways).
   moved = state.replace(params=state.params.replace(avatar=state.params.avatar.replace(
       means=state.params.avatar.means + jnp.array([0.05, 0.0, 0.0]))))
-  refreshed = fit_lib._refresh_camel_nearest(moved, body_model, CONFIG, batched=False)
+  refreshed = fit_lib.loop._refresh_camel_nearest(moved, body_model, CONFIG, batched=False)
   brute = np.argmin(((means[:, None] + [0.05, 0, 0] - template[None]) ** 2).sum(-1), axis=1)
   np.testing.assert_array_equal(refreshed.camel_nearest, brute)
   no_search = dataclasses.replace(CONFIG, camel_refresh_every=0)
@@ -239,7 +237,7 @@ def test_prepare_data_takes_the_depth_intrinsics_of_the_sequence(body_model):
                            depth="unidepth_like", body_model=body_model)
   config = dataclasses.replace(CONFIG, batch_frames=2)
   data = fit_lib.prepare_data(seq, config)
-  depth_k = np.asarray(seq.metadata["depth_K"], np.float32)
+  depth_k = np.asarray(seq.depth_K, np.float32)
   expected = np.diag([0.5, 0.5, 1.0]).astype(np.float32) @ depth_k  # downsample 2
   np.testing.assert_allclose(data.depth_K, expected, rtol=1e-6)
   assert not np.allclose(data.depth_K, data.K)  # the network's focal length is off
@@ -250,10 +248,10 @@ def test_prepare_data_takes_the_depth_intrinsics_of_the_sequence(body_model):
 def test_sample_frames_covers_each_valid_frame_once_per_epoch():
   key = jax.random.key(0)
   valid = jnp.asarray([True] * 7 + [False] * 3)
-  seen = np.concatenate([np.asarray(fit_lib.sample_frames(key, jnp.int32(s), valid, 2))
+  seen = np.concatenate([np.asarray(fit_lib.step.sample_frames(key, jnp.int32(s), valid, 2))
                          for s in range(3)])  # 7 // 2 = 3 steps per epoch
   assert len(set(seen.tolist())) == 6 and seen.max() < 7
-  again = fit_lib.sample_frames(key, jnp.int32(1), valid, 2)
+  again = fit_lib.step.sample_frames(key, jnp.int32(1), valid, 2)
   np.testing.assert_array_equal(again, seen[2:4])  # a pure function of (key, step)
 
 

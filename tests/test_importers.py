@@ -13,7 +13,6 @@ from scipy.spatial.transform import Rotation
 from hsjax import body as body_lib
 from hsjax.data import load_sequence, synthetic_sequence
 from hsjax.data import importers
-from hsjax.data import synthetic as synthetic_lib
 
 from test_data_common import small_body  # pylint: disable=unused-import
 
@@ -38,8 +37,7 @@ def _pelvis(model, betas):
 
 def _camera_joints(model, params, w2c):
   """Joints [T, 24, 3] in each frame's camera frame."""
-  _, joints = synthetic_lib.posed_body(model, params.betas, params.body_pose,
-                                  params.global_orient, params.transl)
+  _, joints = body_lib.pose_frames_host(model, params)
   w2c = np.asarray(w2c, np.float64)
   return np.einsum("tij,tkj->tki", w2c[:, :3, :3], joints) + w2c[:, None, :3, 3]
 

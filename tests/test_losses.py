@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
 
+from hsjax import avatar as avatar_lib
+from hsjax import body as body_lib
 from hsjax import losses
 from hsjax.body import SMPLParams
 
@@ -19,15 +21,22 @@ def _render(rgb=None, alpha=None, depth=None):
 
 
 def _frame(image=None, mask=None, depth=None, depth_weight=1.0, metric=1.0):
-  return {"image": image, "mask": mask, "depth": depth,
-          "depth_weight": jnp.float32(depth_weight), "depth_is_metric": jnp.float32(metric)}
+  return losses.Frame(image=image, mask=mask, depth=depth, depth_K=None,
+                      depth_weight=jnp.float32(depth_weight),
+                      depth_is_metric=jnp.float32(metric), index=None)
+
+
+def _ctx(**fields):
+  """The parts of a step context a term reads (the terms only read attributes)."""
+  fields.setdefault("camel_nearest", None)
+  return types.SimpleNamespace(**fields)
 
 
 def test_dssim_matches_skimage():
   rng = np.random.default_rng(0)
   a = rng.uniform(size=(2, 32, 40, 3)).astype(np.float32)
   b = np.clip(a + 0.2 * rng.normal(size=a.shape), 0, 1).astype(np.float32)
-  got = float(losses.dssim(_render(rgb=jnp.asarray(a)), _frame(image=jnp.asarray(b)), None, {}))
+  got = float(losses.dssim(_render(rgb=jnp.asarray(a)), _frame(image=jnp.asarray(b)), None, _ctx()))
   ref = [structural_similarity(a[i], b[i], channel_axis=-1, gaussian_weights=True, sigma=1.5,
                                use_sample_covariance=False, data_range=1.0) for i in range(2)]
   assert abs(got - (1.0 - np.mean(ref))) < SSIM_TOL
@@ -39,8 +48,8 @@ def test_rgb_and_mask_l1():
   alpha, mask = rng.uniform(size=(2, 2, 8, 8)).astype(np.float32)
   r = _render(rgb=jnp.asarray(rgb), alpha=jnp.asarray(alpha))
   f = _frame(image=jnp.asarray(img), mask=jnp.asarray(mask))
-  np.testing.assert_allclose(losses.rgb_l1(r, f, None, {}), np.abs(rgb - img).mean(), rtol=1e-6)
-  np.testing.assert_allclose(losses.mask_l1(r, f, None, {}), np.abs(alpha - mask).mean(),
+  np.testing.assert_allclose(losses.rgb_l1(r, f, None, _ctx()), np.abs(rgb - img).mean(), rtol=1e-6)
+  np.testing.assert_allclose(losses.mask_l1(r, f, None, _ctx()), np.abs(alpha - mask).mean(),
                              rtol=1e-6)
 
 
@@ -59,13 +68,13 @@ def test_depth_l1_is_masked_mean():
   pred[:, :2] = 100.0  # outside the mask nothing counts
   mask[:, :2] = 0.0
   r = _render(alpha=jnp.asarray(alpha), depth=jnp.asarray(pred))
-  got = losses.depth_l1(r, _frame(mask=jnp.asarray(mask), depth=jnp.asarray(target)), None, {})
+  got = losses.depth_l1(r, _frame(mask=jnp.asarray(mask), depth=jnp.asarray(target)), None, _ctx())
   w = (mask > 0.5) & (target > 0)
   np.testing.assert_allclose(got, np.abs(pred - target)[w].mean(), rtol=1e-5)
   # no depth, or relative depth: the metric term vanishes
   for kw in ({"depth_weight": 0.0}, {"metric": 0.0}):
     f = _frame(mask=jnp.asarray(mask), depth=jnp.asarray(target), **kw)
-    assert float(losses.depth_l1(r, f, None, {})) == 0.0
+    assert float(losses.depth_l1(r, f, None, _ctx())) == 0.0
 
 
 def test_align_scale_shift_recovers_affine_map():
@@ -85,13 +94,13 @@ def test_depth_ssi_is_affine_invariant_but_not_shape_invariant():
   target, mask, alpha = _depth_case(4)
   f = _frame(mask=jnp.asarray(mask), depth=jnp.asarray(target), metric=0.0)
   r_affine = _render(alpha=jnp.asarray(alpha), depth=jnp.asarray(0.3 * target + 0.7))
-  assert float(losses.depth_ssi(r_affine, f, None, {})) < 1e-4
+  assert float(losses.depth_ssi(r_affine, f, None, _ctx())) < 1e-4
   rng = np.random.default_rng(5)
   r_bad = _render(alpha=jnp.asarray(alpha),
                   depth=jnp.asarray(target + rng.normal(0, 0.2, size=target.shape)))
-  assert float(losses.depth_ssi(r_bad, f, None, {})) > 0.05
+  assert float(losses.depth_ssi(r_bad, f, None, _ctx())) > 0.05
   grad = jax.grad(lambda d: losses.depth_ssi(_render(alpha=jnp.asarray(alpha), depth=d), f,
-                                             None, {}))(jnp.asarray(target))
+                                             None, _ctx()))(jnp.asarray(target))
   assert np.all(np.isfinite(grad))
 
 
@@ -109,7 +118,7 @@ def test_pose_prior_weighted_distance():
   term = losses.make_pose_prior(weights)
   params = types.SimpleNamespace(poses=poses)
   valid = jnp.asarray([True] * 5 + [False])
-  got = term(None, None, params, {"init": init, "frame_valid": valid})
+  got = term(None, None, params, _ctx(init=init, frame_valid=valid))
   full = np.concatenate([np.asarray(poses.global_orient)[:, None], poses.body_pose], 1)
   full0 = np.concatenate([np.asarray(init.global_orient)[:, None], init.body_pose], 1)
   expect = (np.sum((full - full0) ** 2, -1) * weights)[:5].mean()
@@ -125,21 +134,21 @@ def test_smoothness_zero_for_constant_velocity_and_masks_padding():
   poses = _poses(t).replace(transl=jnp.asarray(transl))
   params = types.SimpleNamespace(poses=poses)
   valid = jnp.ones(t, bool)
-  aux = {"frame_valid": valid}
+  ctx = _ctx(frame_valid=valid)
   acc = losses.make_smoothness(2, "transl")
   vel = losses.make_smoothness(1, "transl")
-  assert float(acc(None, None, params, aux)) < 1e-10
-  np.testing.assert_allclose(vel(None, None, params, aux), 0.01, rtol=1e-5)
+  assert float(acc(None, None, params, ctx)) < 1e-10
+  np.testing.assert_allclose(vel(None, None, params, ctx), 0.01, rtol=1e-5)
   # A jump in padding frames is ignored; the same jump in valid frames is not.
   transl[-1, 0] = 50.0
   params = types.SimpleNamespace(poses=poses.replace(transl=jnp.asarray(transl)))
-  assert float(acc(None, None, params, {"frame_valid": valid.at[-1].set(False)})) < 1e-10
-  assert float(acc(None, None, params, aux)) > 1.0
+  assert float(acc(None, None, params, _ctx(frame_valid=valid.at[-1].set(False)))) < 1e-10
+  assert float(acc(None, None, params, ctx)) > 1.0
   joints = jnp.asarray(np.random.default_rng(0).normal(size=(t, 24, 3)), jnp.float32)
   term = losses.make_smoothness(2, "joints")
   diff = np.asarray(joints[2:] - 2 * joints[1:-1] + joints[:-2])
-  np.testing.assert_allclose(term(None, None, params, {"sequence_joints": joints,
-                                                       "frame_valid": valid}),
+  np.testing.assert_allclose(term(None, None, params, _ctx(sequence_joints=joints,
+                                                           frame_valid=valid)),
                              np.mean(np.sum(diff**2, -1)), rtol=1e-5)
 
 
@@ -147,14 +156,14 @@ def test_total_loss_weights_schedules_and_skips():
   calls = []
 
   def const(value, name):
-    def term(render, frame, params, aux):
+    def term(render, frame, params, ctx):
       calls.append(name)
       return jnp.float32(value)
     return term
 
   mapping = {"a": (2.0, const(1.0, "a")), "b": (lambda step: 0.5 * step, const(3.0, "b")),
              "off": (0.0, const(jnp.nan, "off"))}
-  total, values = losses.total_loss(mapping, None, None, None, {"step": jnp.int32(4)})
+  total, values = losses.total_loss(mapping, None, None, None, _ctx(step=jnp.int32(4)))
   assert float(total) == 2.0 * 1.0 + 2.0 * 3.0
   assert set(values) == {"a", "b"} and float(values["b"]) == 3.0  # unweighted
   assert "off" not in calls
@@ -163,7 +172,7 @@ def test_total_loss_weights_schedules_and_skips():
 def test_total_loss_rejects_non_scalar_term():
   mapping = {"bad": (1.0, lambda *a: jnp.ones(3))}
   with pytest.raises(ValueError, match="'bad' must return a scalar"):
-    losses.total_loss(mapping, None, None, None, {"step": 0})
+    losses.total_loss(mapping, None, None, None, _ctx(step=0))
 
 
 def test_with_weights_unknown_name_lists_valid_ones():
@@ -177,25 +186,23 @@ def test_with_weights_unknown_name_lists_valid_ones():
 def test_avatar_regularisers_on_a_fresh_avatar():
   """On an avatar just sampled on the template: no band violation, no scale excess, no
   skinning drift; each regulariser reacts when its quantity is perturbed."""
-  from hsjax import avatar as avatar_lib  # pylint: disable=g-import-not-at-top
-  from hsjax import body as body_lib  # pylint: disable=g-import-not-at-top
   model = body_lib.load_body_model("default")
   avatar = avatar_lib.init_avatar(jax.random.key(0), model, 256, learn_skinning=True)
   params = types.SimpleNamespace(avatar=avatar)
-  aux = {"body_model": model}
+  ctx = _ctx(body_model=model)
   p2m = losses.make_camel_point_to_mesh(delta=0.02)
-  assert float(p2m(None, None, params, aux)) < 1e-6
-  assert float(losses.make_scale_regularizer(0.2)(None, None, params, aux)) == 0.0
-  assert float(losses.skinning_drift(None, None, params, aux)) < 1e-8
+  assert float(p2m(None, None, params, ctx)) < 1e-6
+  assert float(losses.make_scale_regularizer(0.2)(None, None, params, ctx)) == 0.0
+  assert float(losses.skinning_drift(None, None, params, ctx)) < 1e-8
   pushed = avatar.replace(means=avatar.means + 0.1 * avatar_lib.body_lib.vertex_normals(
       model.v_template, model.faces)[avatar_lib.anchor_vertex_ids(avatar, model)])
-  np.testing.assert_allclose(p2m(None, None, types.SimpleNamespace(avatar=pushed), aux),
+  np.testing.assert_allclose(p2m(None, None, types.SimpleNamespace(avatar=pushed), ctx),
                              0.08, rtol=0.05)
   big = avatar.replace(log_scales=avatar.log_scales + 3.0)
   assert float(losses.make_scale_regularizer(0.2)(None, None, types.SimpleNamespace(avatar=big),
-                                                  aux)) > 0.1
+                                                  ctx)) > 0.1
   half = avatar.replace(opacity_logits=jnp.zeros_like(avatar.opacity_logits))
   np.testing.assert_allclose(losses.opacity_reg(None, None, types.SimpleNamespace(avatar=half),
-                                                aux), 0.25, rtol=1e-6)
+                                                ctx), 0.25, rtol=1e-6)
   drift = avatar.replace(skin_logits=avatar.skin_logits.at[:, 0].add(5.0))
-  assert float(losses.skinning_drift(None, None, types.SimpleNamespace(avatar=drift), aux)) > 0.1
+  assert float(losses.skinning_drift(None, None, types.SimpleNamespace(avatar=drift), ctx)) > 0.1

@@ -13,10 +13,11 @@ import pytest
 from hsjax import avatar as avatar_lib
 from hsjax import body as body_lib
 from hsjax import camel
+from hsjax import forward
 from hsjax import losses
+from hsjax.body import SMPLParams
 from hsjax.camera import Camera
 from hsjax.data import synthetic_sequence
-from hsjax.rendering import render as render_gaussians
 
 SIZE = 64
 
@@ -34,23 +35,22 @@ def scene(body_model):
                            num_novel_pose=0, cache_dir=False, body_model=body_model)
   avatar = avatar_lib.init_avatar(jax.random.key(0), body_model, 1500)
   gt = seq.gt
-  betas = jnp.asarray(gt.betas)
-  gaussians = jax.vmap(avatar_lib.deform, in_axes=(None, None, None, 0, 0, 0))(
-      avatar, body_model, betas, jnp.asarray(gt.body_pose), jnp.asarray(gt.global_orient),
-      jnp.asarray(gt.transl))
+  poses = SMPLParams(betas=jnp.asarray(gt.betas), body_pose=jnp.asarray(gt.body_pose),
+                     global_orient=jnp.asarray(gt.global_orient), transl=jnp.asarray(gt.transl))
   k = jnp.broadcast_to(jnp.asarray(seq.cameras.K, jnp.float32), (2, 3, 3))
   w2c = jnp.broadcast_to(jnp.asarray(seq.cameras.world_to_cam, jnp.float32), (2, 4, 4))
   camera = Camera(K=k, world_to_cam=w2c, width=SIZE, height=SIZE)
-  render = jax.vmap(lambda g, c: render_gaussians(g, c, tile_capacity=256))(gaussians, camera)
-  body = body_lib.body_forward(body_model, jnp.broadcast_to(betas, (2, betas.shape[-1])),
-                               jnp.asarray(gt.body_pose), jnp.asarray(gt.global_orient),
-                               jnp.asarray(gt.transl))
-  aux = {"body_model": body_model, "camera": camera, "gaussians": gaussians, "body": body,
-         "step": jnp.int32(0), "frames": jnp.arange(2)}
-  frame = {"depth": jnp.asarray(seq.depth, jnp.float32), "mask": jnp.asarray(seq.masks),
-           "depth_K": k, "depth_weight": jnp.float32(1.0), "depth_is_metric": jnp.float32(1.0)}
+  out = forward.forward(avatar, body_model, poses, camera,
+                        forward.RenderSettings(tile_capacity=256))
+  ctx = losses.StepContext(step=jnp.int32(0), body=out.body, deformed=out.deformed,
+                           sequence_joints=out.body.joints, frame_valid=jnp.ones(2, bool),
+                           init=poses, body_model=body_model, camera=camera)
+  frame = losses.Frame(image=jnp.zeros((2, SIZE, SIZE, 3)), mask=jnp.asarray(seq.masks),
+                       depth=jnp.asarray(seq.depth, jnp.float32), depth_K=k,
+                       depth_weight=jnp.float32(1.0), depth_is_metric=jnp.float32(1.0),
+                       index=jnp.arange(2))
   return types.SimpleNamespace(seq=seq, avatar=avatar, params=types.SimpleNamespace(
-      avatar=avatar), render=render, aux=aux, frame=frame)
+      avatar=avatar), render=out.render, ctx=ctx, frame=frame)
 
 
 def _camera_z(points, world_to_cam):
@@ -60,11 +60,11 @@ def _camera_z(points, world_to_cam):
 def test_visible_gaussians_agree_with_ground_truth_depth(scene):
   """Seen Gaussians lie on the surface the depth map shows; of the unseen ones that project
   onto the person, most lie well behind it (the back of the body)."""
-  seen = np.asarray(losses.visible_gaussians(scene.render, scene.params, scene.aux)) > 0
+  seen = np.asarray(losses.visible_gaussians(scene.render, scene.params, scene.ctx)) > 0
   active = np.asarray(scene.avatar.active)
   for f in range(2):
-    means = np.asarray(scene.aux["gaussians"].means[f])
-    w2c = np.asarray(scene.aux["camera"].world_to_cam[f])
+    means = np.asarray(scene.ctx.gaussians.means[f])
+    w2c = np.asarray(scene.ctx.camera.world_to_cam[f])
     z = _camera_z(means, w2c)
     px = np.floor(np.asarray(scene.render.means2d[f])).astype(int)
     inside = (px[:, 0] >= 0) & (px[:, 0] < SIZE) & (px[:, 1] >= 0) & (px[:, 1] < SIZE)
@@ -81,35 +81,35 @@ def test_visible_gaussians_agree_with_ground_truth_depth(scene):
 
 def test_depth_3d_pulls_only_visible_gaussians(scene):
   term = losses.make_depth_chamfer()
-  seen = np.asarray(losses.visible_gaussians(scene.render, scene.params, scene.aux)) > 0
+  seen = np.asarray(losses.visible_gaussians(scene.render, scene.params, scene.ctx)) > 0
 
   def value(means, frame=scene.frame):
-    aux = dict(scene.aux, gaussians=scene.aux["gaussians"].replace(means=means))
-    return term(scene.render, frame, scene.params, aux)
+    deformed = scene.ctx.deformed.replace(gaussians=scene.ctx.gaussians.replace(means=means))
+    return term(scene.render, frame, scene.params, scene.ctx.replace(deformed=deformed))
 
-  means = scene.aux["gaussians"].means
+  means = scene.ctx.gaussians.means
   v, grad = jax.value_and_grad(value)(means)
   g = np.linalg.norm(np.asarray(grad), axis=-1)
   assert np.all(g[~seen] == 0.0)
   assert np.mean(g[seen] > 0) > 0.5
   # The true surface explains the seen centres far better than a depth 20 cm too far.
-  far = dict(scene.frame, depth=jnp.where(scene.frame["depth"] > 0,
-                                          scene.frame["depth"] + 0.2, 0.0))
+  far = scene.frame.replace(depth=jnp.where(scene.frame.depth > 0,
+                                          scene.frame.depth + 0.2, 0.0))
   assert float(value(means, far)) > 5.0 * float(v)
   # Relative depth, no depth, or an empty mask: the term vanishes, gradients stay finite.
   for changed in ({"depth_is_metric": jnp.float32(0.0)}, {"depth_weight": jnp.float32(0.0)},
-                  {"mask": jnp.zeros_like(scene.frame["mask"])}):
-    v, grad = jax.value_and_grad(value)(means, dict(scene.frame, **changed))
+                  {"mask": jnp.zeros_like(scene.frame.mask)}):
+    v, grad = jax.value_and_grad(value)(means, scene.frame.replace(**changed))
     assert float(v) == 0.0 and np.all(np.isfinite(np.asarray(grad)))
 
 
 def test_depth_3d_unprojects_with_the_depth_intrinsics(scene):
   """Depth that came with its own (wrong) focal length is unprojected with it."""
   term = losses.make_depth_chamfer()
-  k = scene.frame["depth_K"]
+  k = scene.frame.depth_K
   wrong_k = k.at[:, 0, 0].multiply(1.3).at[:, 1, 1].multiply(1.3)
-  right = float(term(scene.render, scene.frame, scene.params, scene.aux))
-  wrong = float(term(scene.render, dict(scene.frame, depth_K=wrong_k), scene.params, scene.aux))
+  right = float(term(scene.render, scene.frame, scene.params, scene.ctx))
+  wrong = float(term(scene.render, scene.frame.replace(depth_K=wrong_k), scene.params, scene.ctx))
   assert wrong > 2.0 * right
 
 
@@ -121,27 +121,30 @@ def test_camel_posed_space_matches_canonical_at_rest(body_model):
   zeros = jnp.zeros((1, 23, 3)), jnp.zeros((1, 3)), jnp.zeros((1, 3))
   betas = jnp.zeros((1, body_model.num_betas))
   for av, expected in ((avatar, 0.0), (pushed, 0.08)):
-    gaussians = jax.vmap(avatar_lib.deform, in_axes=(None, None, None, 0, 0, 0))(
-        av, body_model, betas[0], *zeros)
-    aux = {"body_model": body_model, "gaussians": gaussians,
-           "body": body_lib.body_forward(body_model, betas, *zeros)}
+    rest = SMPLParams(betas=betas[0], body_pose=zeros[0], global_orient=zeros[1],
+                      transl=zeros[2])
+    ctx = types.SimpleNamespace(body_model=body_model, camel_nearest=None,
+                                deformed=forward.deform_frames(av, body_model, rest),
+                                body=forward.pose_frames(body_model, rest))
+    ctx.gaussians = ctx.deformed.gaussians
     params = types.SimpleNamespace(avatar=av)
     for space in ("canonical", "posed"):
-      p2m = float(losses.make_camel_point_to_mesh(0.02, space)(None, None, params, aux))
+      p2m = float(losses.make_camel_point_to_mesh(0.02, space)(None, None, params, ctx))
       assert p2m == pytest.approx(expected, abs=0.004), space
-    surf = [float(losses.make_camel_surface(s)(None, None, params, aux))
+    surf = [float(losses.make_camel_surface(s)(None, None, params, ctx))
             for s in ("canonical", "posed")]
     assert surf[0] == pytest.approx(surf[1], abs=1e-4)
   with pytest.raises(ValueError, match="canonical' or 'posed"):
-    losses.make_camel_point_to_mesh(space="world")(None, None, params, aux)
+    losses.make_camel_point_to_mesh(space="world")(None, None, params, ctx)
 
 
 def test_camel_nearest_vertices_prefers_the_cached_search(body_model):
   avatar = avatar_lib.init_avatar(jax.random.key(2), body_model, 50)
   params = types.SimpleNamespace(avatar=avatar)
-  anchors = losses.camel_nearest_vertices(params, {"body_model": body_model})
+  anchors = losses.camel_nearest_vertices(
+      params, types.SimpleNamespace(body_model=body_model, camel_nearest=None))
   np.testing.assert_array_equal(anchors, avatar_lib.anchor_vertex_ids(avatar, body_model))
   searched, _ = camel.nearest_points(avatar.means, body_model.v_template)
-  got = losses.camel_nearest_vertices(params, {"body_model": body_model,
-                                               "camel_nearest": searched})
+  got = losses.camel_nearest_vertices(
+      params, types.SimpleNamespace(body_model=body_model, camel_nearest=searched))
   np.testing.assert_array_equal(got, searched)

@@ -1,4 +1,4 @@
-"""Tests of hsjax.outputs: the files of a run directory."""
+"""Tests of hsjax.io and hsjax.report: the files of a run directory."""
 
 import os
 import pickle
@@ -13,7 +13,12 @@ import scipy.sparse
 
 from hsjax import avatar as avatar_lib
 from hsjax import body as body_lib
-from hsjax import outputs
+from hsjax import evaluation
+from hsjax import io as io_lib
+from hsjax.report import figures
+from hsjax.report import run_dir
+from hsjax.report import tables
+from hsjax.report import video as video_lib
 from hsjax.camera import project_points
 from hsjax.data import synthetic_sequence
 
@@ -63,7 +68,7 @@ def test_smpl_npz_matches_smplx(tmp_path, body_model):
 
   params = _random_params(0, frames=3, num_betas=body_model.num_betas)
   path = str(tmp_path / "smpl_refined.npz")
-  outputs.save_smpl_npz(path, params, fps=30.0)
+  io_lib.save_smpl_npz(path, params, fps=30.0)
   saved = dict(np.load(path))
   assert saved["betas"].shape == (1, body_model.num_betas)
   assert saved["body_pose"].shape == (3, 69) and saved["global_orient"].shape == (3, 3)
@@ -77,7 +82,7 @@ def test_smpl_npz_matches_smplx(tmp_path, body_model):
                                         params.global_orient, params.transl)
   np.testing.assert_allclose(out.vertices.numpy(), np.asarray(ref.vertices), atol=TOL_M)
 
-  back = outputs.load_smpl_npz(path)
+  back = io_lib.load_smpl_npz(path)
   for field in ("betas", "body_pose", "global_orient", "transl"):
     np.testing.assert_array_equal(getattr(back, field), getattr(params, field))
 
@@ -87,9 +92,9 @@ def test_load_smpl_npz_names_bad_field(tmp_path):
   np.savez(path, betas=np.zeros((1, 10)), global_orient=np.zeros((4, 3)),
            body_pose=np.zeros((4, 72)), transl=np.zeros((4, 3)))
   with pytest.raises(ValueError, match=r"bad.npz: field 'body_pose' must be \[T, 69\]"):
-    outputs.load_smpl_npz(path)
+    io_lib.load_smpl_npz(path)
   with pytest.raises(FileNotFoundError, match="missing.npz"):
-    outputs.load_smpl_npz(str(tmp_path / "missing.npz"))
+    io_lib.load_smpl_npz(str(tmp_path / "missing.npz"))
 
 
 @pytest.mark.parametrize("nonrigid", [False, True])
@@ -97,8 +102,8 @@ def test_avatar_npz_round_trip(tmp_path, body_model, nonrigid):
   avatar = avatar_lib.init_avatar(jax.random.key(1), body_model, 64, sh_degree=2,
                                   learn_skinning=nonrigid, nonrigid=nonrigid)
   path = str(tmp_path / "avatar.npz")
-  outputs.save_avatar(path, avatar)
-  back = outputs.load_avatar(path)
+  io_lib.save_avatar(path, avatar)
+  back = io_lib.load_avatar(path)
   assert jax.tree_util.tree_structure(back) == jax.tree_util.tree_structure(avatar)
   for a, b in zip(jax.tree_util.tree_leaves(avatar), jax.tree_util.tree_leaves(back)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -111,7 +116,7 @@ def test_load_avatar_rejects_other_npz(tmp_path):
   path = str(tmp_path / "x.npz")
   np.savez(path, means=np.zeros((3, 3)))
   with pytest.raises(ValueError, match="x.npz: not an hsjax avatar file"):
-    outputs.load_avatar(path)
+    io_lib.load_avatar(path)
 
 
 # ------------------------------------------------------------------------------------------
@@ -121,7 +126,7 @@ def test_load_avatar_rejects_other_npz(tmp_path):
 def test_mask_overlay_colours():
   alpha = np.array([[1.0, 0.0, 1.0, 0.0]])
   mask = np.array([[1.0, 1.0, 0.0, 0.0]])
-  out = outputs.mask_overlay(alpha, mask)
+  out = figures.mask_overlay(alpha, mask)
   np.testing.assert_allclose(out[0, 0], [1, 1, 1])  # both
   np.testing.assert_allclose(out[0, 1], [1, 0, 0])  # target only: missed
   np.testing.assert_allclose(out[0, 2], [0, 0.3, 1])  # render only: spill
@@ -131,8 +136,8 @@ def test_mask_overlay_colours():
 def test_error_map_scale():
   target = np.zeros((1, 3, 3), np.float32)
   render = np.array([[[0, 0, 0], [0.125, 0.125, 0.125], [1, 1, 1]]], np.float32)
-  out = outputs.error_map(render, target, vmax=0.25)
-  colors = outputs._ERROR_COLORS  # pylint: disable=protected-access
+  out = figures.error_map(render, target, vmax=0.25)
+  colors = figures._ERROR_COLORS  # pylint: disable=protected-access
   np.testing.assert_allclose(out[0, 0], colors[0])  # no error: the darkest colour
   np.testing.assert_allclose(out[0, 1], colors[2])  # half the scale: the middle stop
   np.testing.assert_allclose(out[0, 2], colors[-1])  # beyond the scale: clipped
@@ -141,7 +146,7 @@ def test_error_map_scale():
 def test_orbit_cameras_look_at_targets():
   targets = np.array([[0.0, 1.0, 0.0], [1.0, 0.9, -2.0], [0.5, 1.1, 3.0], [0.0, 1.0, 1.0]])
   k = np.array([[100.0, 0, 32], [0, 100.0, 24], [0, 0, 1]], np.float32)
-  cams = outputs.orbit_cameras(targets, k, 64, 48, distance=3.0, camera_height=1.5)
+  cams = video_lib.orbit_cameras(targets, k, 64, 48, distance=3.0, camera_height=1.5)
   for i, target in enumerate(targets):
     cam = jax.tree_util.tree_map(lambda x, i=i: x[i], cams)
     uv, z = project_points(cam, target)
@@ -160,7 +165,7 @@ def test_orbit_cameras_look_at_targets():
 def test_write_video_frames_and_padding(tmp_path):
   frames = [np.full((30, 40, 3), i / 10.0, np.float32) for i in range(7)]
   path = str(tmp_path / "v.mp4")
-  outputs.write_video(path, frames, fps=10)
+  video_lib.write_video(path, frames, fps=10)
   video = decode_video(path, 32, 48)  # padded to multiples of 16
   assert video.shape == (7, 32, 48, 3)
   last = video[6]
@@ -173,7 +178,7 @@ def test_plot_pose_errors(tmp_path):
                                                                         "root_error")}
                for name, s in (("hmr", 2.0), ("refined", 1.0))}
   path = str(tmp_path / "p.png")
-  outputs.plot_pose_errors(path, per_frame)
+  figures.plot_pose_errors(path, per_frame)
   img = iio.imread(path)
   assert img.shape == (780, 900, 3)
   red = np.sum((img[..., 0] > 200) & (img[..., 1] < 80))
@@ -185,13 +190,13 @@ def test_tables():
   pose = {"hmr": {"mpjpe": 100.0, "pa_mpjpe": 50.0}, "refined": {"mpjpe": 60.0,
                                                                    "pa_mpjpe": 45.0},
           "improvement_pct": {"mpjpe": 40.0, "pa_mpjpe": 10.0}}
-  text = outputs.pose_table(pose)
+  text = tables.pose_table(pose)
   assert "| HMR initialisation | 100.0 | 50.0 |" in text
   assert "| improvement | +40.0 % | +10.0 % |" in text
   rows = [("HMR", {"pose": {"refined": {"mpjpe": 100.0}}}),
           ("joint", {"pose": {"refined": {"mpjpe": 60.0, "pa_mpjpe": 45.0}},
                      "novel_view": {"psnr": 25.123, "ssim": 0.9, "lpips": None}})]
-  table = outputs.ablation_table(rows)
+  table = tables.ablation_table(rows)
   lines = table.splitlines()
   assert len(lines) == 4
   assert lines[2].startswith("| HMR | 100.0 | n/a |")
@@ -203,8 +208,6 @@ def test_tables():
 
 
 def test_write_run_writes_every_output(tmp_path, body_model):
-  pytest.importorskip("hsjax.ply")
-  from hsjax import evaluation  # pylint: disable=g-import-not-at-top
   seq = synthetic_sequence("default", seed=0, num_frames=4, image_size=32, num_eval_views=1,
                            num_novel_pose=2, cache_dir=str(tmp_path / "cache"),
                            body_model=body_model)
@@ -212,7 +215,7 @@ def test_write_run_writes_every_output(tmp_path, body_model):
   result = evaluation.evaluate_run(body_model, seq, avatar, seq.hmr, tile_capacity=64,
                                    use_lpips=False)
   run = str(tmp_path / "run")
-  files = outputs.write_run(run, body_model=body_model, sequence=seq, avatar=avatar,
+  files = run_dir.write_run(run, body_model=body_model, sequence=seq, avatar=avatar,
                             poses=seq.hmr, evaluation_result=result, history={"total": [1.0]},
                             fit_summary={"steps": 1, "time_s": 0.1, "final_loss": 1.0},
                             tile_capacity=64, num_panels=2, orbit_frames=5)

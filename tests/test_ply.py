@@ -7,7 +7,7 @@ import pytest
 
 from hsjax import avatar as avatar_lib
 from hsjax import nonrigid as nonrigid_lib
-from hsjax import ply
+from hsjax.io import ply
 from hsjax.gaussians import Gaussians
 
 

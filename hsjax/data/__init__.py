@@ -15,7 +15,7 @@ from hsjax.data.io import save_sequence
 from hsjax.data.loaders import load_sequence
 from hsjax.data.motions import PARAMETRIC_MOTIONS
 from hsjax.data.motions import get_motion
-from hsjax.data.render import render_mesh
+from hsjax.data.synthetic import render_mesh
 from hsjax.data.sequence import LazyFrames
 from hsjax.data.sequence import Sequence
 from hsjax.data.sequence import validate_sequence

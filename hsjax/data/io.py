@@ -74,6 +74,8 @@ def save_sequence(path: str, sequence: seq_lib.Sequence, *, _params: bool = True
       "world_to_cam": np.asarray(sequence.cameras.world_to_cam, np.float32),
       "depth_kind": np.array(sequence.depth_kind or "none"),
   }
+  if sequence.depth_K is not None:
+    arrays["depth_K"] = np.asarray(sequence.depth_K, np.float32)
   for prefix, params in (("hmr", sequence.hmr), ("gt", sequence.gt)):
     if params is None or not _params:
       continue
@@ -222,6 +224,11 @@ def load_hsjax(path: str, *, parent: seq_lib.Sequence | None = None) -> seq_lib.
     with open(meta_path) as f:
       metadata = json.load(f)
   metadata.setdefault("source", os.path.abspath(path))
+  # Files written before depth_K was a field of its own kept it in metadata.json.
+  depth_k = arrays.get("depth_K", metadata.pop("depth_K", None))
+  if depth_k is not None:
+    depth_k = _per_frame(np.asarray(depth_k, np.float32), num_frames, (3, 3), "depth_K",
+                         npz_path)
   seq = seq_lib.Sequence(
       name=str(arrays.get("name", os.path.basename(os.path.normpath(path)))),
       images=seq_lib.LazyFrames([images[s] for s in stems], load_image, (height, width, 3),
@@ -230,7 +237,7 @@ def load_hsjax(path: str, *, parent: seq_lib.Sequence | None = None) -> seq_lib.
                                field="masks"),
       depth=(seq_lib.LazyFrames([depths[s] for s in stems], load_depth, (height, width),
                                 field="depth") if depths else None),
-      depth_kind=depth_kind if depths else None, cameras=cameras, hmr=hmr, gt=gt,
+      depth_kind=depth_kind if depths else None, depth_K=depth_k, cameras=cameras, hmr=hmr, gt=gt,
       fps=float(arrays.get("fps", parent.fps if parent is not None else 30.0)),
       metadata=metadata)
   seq = seq_lib.validate_sequence(seq, npz_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from hsjax.data import importers
 from hsjax.data import io as io_lib
 from hsjax.data import sequence as seq_lib
 
@@ -48,9 +49,6 @@ def load_sequence(path: str, format: str = "auto",  # pylint: disable=redefined-
   if format == "hsjax":
     return io_lib.load_hsjax(path)
   if format in FORMATS:
-    # Deferred: the importers pull in scipy and the pickle reader, which the hsjax layout
-    # does not need.
-    from hsjax.data import importers  # pylint: disable=g-import-not-at-top
     try:
       return importers.IMPORTERS[format](path, **kwargs)
     except (FileNotFoundError, ValueError):

@@ -28,6 +28,8 @@ from typing import Callable
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from hsjax import body as body_lib
+from hsjax import motion as motion_pkg
 from hsjax.motion import motion as motion_lib
 
 # Loose human joint ranges used to check the procedural clips (radians, |angle| bound of the
@@ -40,10 +42,7 @@ JOINT_LIMITS = {
     "left_wrist": 1.2, "right_wrist": 1.2, "left_foot": 0.6, "right_foot": 0.6,
     "left_hand": 0.8, "right_hand": 0.8}
 
-_NAMES = ("pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
-          "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck",
-          "left_collar", "right_collar", "head", "left_shoulder", "right_shoulder", "left_elbow",
-          "right_elbow", "left_wrist", "right_wrist", "left_hand", "right_hand")
+_NAMES = body_lib.SMPL_JOINT_NAMES
 _INDEX = {n: i for i, n in enumerate(_NAMES)}
 
 # Arms relaxed at the sides: lowered 75 degrees from the T-pose, elbows slightly bent.
@@ -252,7 +251,6 @@ def get_motion(name: str, num_frames: int, fps: float = 30.0) -> motion_lib.Moti
   """
   if name in PARAMETRIC_MOTIONS:
     return parametric_motion(name, num_frames, fps)
-  from hsjax import motion as motion_pkg  # pylint: disable=g-import-not-at-top
   builtin = motion_pkg.builtin_motions()
   if name not in builtin:
     raise ValueError(f"unknown motion '{name}'; valid: parametric {sorted(PARAMETRIC_MOTIONS)} "

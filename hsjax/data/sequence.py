@@ -88,6 +88,9 @@ class Sequence:
   cameras: Camera  # K [T, 3, 3], world_to_cam [T, 4, 4] (OpenCV), width, height.
   hmr: body_lib.SMPLParams  # betas [B], body_pose [T, 23, 3], global_orient [T, 3], transl [T, 3].
   gt: body_lib.SMPLParams | None = None  # same form as hmr.
+  # [T, 3, 3] intrinsics to unproject `depth` with, when the depth came with its own (a
+  # monocular network's estimated focal length); None: the cameras' K.
+  depth_K: Any = None
   fps: float = 30.0
   eval_views: list["Sequence"] = dataclasses.field(default_factory=list)
   novel_pose: "Sequence | None" = None
@@ -151,7 +154,9 @@ class Sequence:
       if key in metadata:
         metadata[key] = [metadata[key][i] for i in idx]
     return dataclasses.replace(
-        self, metadata=metadata, images=take(self.images), masks=take(self.masks), depth=take(self.depth),
+        self, metadata=metadata, images=take(self.images), masks=take(self.masks),
+        depth=take(self.depth),
+        depth_K=None if self.depth_K is None else np.asarray(self.depth_K)[idx],
         cameras=cams, hmr=params(self.hmr), gt=params(self.gt), fps=self.fps / step,
         eval_views=[v.slice(start, stop, step) for v in self.eval_views])
 
@@ -262,6 +267,12 @@ def validate_sequence(seq: Sequence, source: str | None = None, *, check_masks: 
   if (seq.depth is None) != (seq.depth_kind is None):
     raise ValueError(f"{source}: depth_kind is {seq.depth_kind!r} but depth is "
                      f"{'missing' if seq.depth is None else 'given'}")
+  if seq.depth_K is not None:
+    depth_k = np.asarray(seq.depth_K)
+    if depth_k.shape not in ((3, 3), (num_frames, 3, 3)):
+      raise ValueError(f"{source}: field 'depth_K' must be [3, 3] or [{num_frames}, 3, 3], "
+                       f"found {list(depth_k.shape)}")
+    _check_finite(source, "depth_K", depth_k)
   hmr = validate_params(seq.hmr, num_frames, source, "hmr")
   gt = None if seq.gt is None else validate_params(seq.gt, num_frames, source, "gt")
   if isinstance(seq.masks, np.ndarray) and check_masks:

@@ -7,8 +7,9 @@ fsyncs it, then renames it over the final name (``os.replace`` is atomic on POSI
 killed mid-write leaves either the previous checkpoint or the new one, never a torn file.
 Older checkpoints beyond ``keep`` are deleted only after the new one is in place.
 
-Restoring needs a *target* pytree of the same structure (what a fresh fit initialises);
-``flax.serialization.from_bytes`` checks the structure and shapes against it.
+Restoring reads the raw contents (:func:`load_raw`); the fit puts them into the structure of
+a freshly initialised state (``flax.serialization.from_state_dict``), which checks structure
+and shapes.
 """
 
 from __future__ import annotations
@@ -71,21 +72,6 @@ def save(directory: str, step: int, tree: Any, *, keep: int = 2) -> str:
   for _, old in list_checkpoints(directory)[:-keep]:
     os.remove(old)
   return path
-
-
-def restore(path: str, target: Any) -> Any:
-  """Reads a checkpoint into the structure of ``target`` (arrays come back as numpy).
-
-  Raises:
-    ValueError: naming the file when its contents do not match ``target``.
-  """
-  with open(path, "rb") as f:
-    data = f.read()
-  try:
-    return flax.serialization.from_bytes(target, data)
-  except (ValueError, KeyError, TypeError) as e:
-    raise ValueError(f"{path}: checkpoint does not match the fit's state structure "
-                     f"(different config or code version?): {e}") from e
 
 
 def load_raw(path: str) -> dict:

@@ -29,10 +29,13 @@ from __future__ import annotations
 import dataclasses
 import os
 
+import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hsjax import avatar as avatar_lib
+from hsjax import nonrigid as nonrigid_lib
 from hsjax.gaussians import Gaussians
 
 SH_C0 = 0.28209479177387814
@@ -279,7 +282,6 @@ def save_avatar_ply(path: str, avatar) -> None:
               f"learn_skinning={int(avatar.learn_skinning)}"]
   sidecar = path + ".nonrigid.msgpack"
   if avatar.nonrigid is not None:
-    import flax.serialization  # pylint: disable=g-import-not-at-top
 
     config = dataclasses.asdict(avatar.nonrigid_config)
     comments.append(f"{_AVATAR_COMMENT}_nonrigid " + " ".join(f"{k}={v}" for k, v in
@@ -291,8 +293,6 @@ def save_avatar_ply(path: str, avatar) -> None:
 
 def load_avatar_ply(path: str):
   """Reads a file written by :func:`save_avatar_ply` back into an identical Avatar."""
-  from hsjax import avatar as avatar_lib  # pylint: disable=g-import-not-at-top
-
   cols, comments = read_vertex_ply(path)
   required = (_BASE_PROPS + [f"skin_init_{j}" for j in range(_NUM_JOINTS)]
               + [f"skin_logit_{j}" for j in range(_NUM_JOINTS)]
@@ -311,9 +311,6 @@ def load_avatar_ply(path: str):
   nonrigid, config = None, None
   nonrigid_static = _parse_comment(path, comments, _AVATAR_COMMENT + "_nonrigid")
   if nonrigid_static is not None:
-    import flax.serialization  # pylint: disable=g-import-not-at-top
-    from hsjax import nonrigid as nonrigid_lib  # pylint: disable=g-import-not-at-top
-
     types = {f.name: f.type for f in dataclasses.fields(nonrigid_lib.NonRigidConfig)}
     cast = {"int": int, "float": float}
     config = nonrigid_lib.NonRigidConfig(**{k: cast[types[k]](v)

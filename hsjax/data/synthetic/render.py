@@ -34,8 +34,10 @@ from __future__ import annotations
 
 from typing import Callable
 
+import jax
 import numpy as np
 
+from hsjax import body as body_lib
 from hsjax.camera import Camera
 
 # Bounding-box size groups (sub-pixels); a box larger than the last is split off into its
@@ -260,3 +262,12 @@ def render_mesh(vertices, faces, camera: Camera, *, vertex_colors=None,
   # Mean z over the covered sub-pixels; valid where at least half the pixel is covered.
   depth_out = np.where(mask >= 0.5, depth_sum / np.maximum(mask, 1e-12), 0.0)
   return rgb.astype(np.float32), mask.astype(np.float32), depth_out.astype(np.float32)
+
+
+# hsjax.body.vertex_normals compiled once: the renderer's callers shade every frame.
+_vertex_normals = jax.jit(body_lib.vertex_normals)
+
+
+def smooth_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+  """Area-weighted unit vertex normals for shading: [V, 3], faces [F, 3] -> [V, 3] numpy."""
+  return np.asarray(_vertex_normals(np.asarray(vertices, np.float32), np.asarray(faces)))

@@ -13,8 +13,8 @@ errors all come from ``seed``. Generation steps:
    chosen so the standing body spans ``body_fraction`` of the image height; held-out cameras
    sit at the same distance and height at evenly spaced azimuths around the subject; with
    ``camera_orbit`` (degrees per second) the training camera slowly circles instead;
-4. rendering: :func:`hsjax.data.render.render_mesh` (independent of the Gaussian
-   rasteriser) with the procedural clothing of :mod:`hsjax.data.appearance`; images and
+4. rendering: :func:`hsjax.data.synthetic.render.render_mesh` (independent of the Gaussian
+   rasteriser) with the procedural clothing of :mod:`hsjax.data.synthetic.appearance`; images and
    masks are quantised to 8 bit like video frames (so a cached copy is bit-identical);
 5. HMR estimates: :func:`hsjax.data.hmr_noise.simulate_hmr` on the training cameras;
 6. novel poses: a few frames of a different motion seen by the training camera.
@@ -31,49 +31,20 @@ import os
 import shutil
 import tempfile
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from hsjax import body as body_lib
 from hsjax.camera import Camera, intrinsics, look_at
-from hsjax.data import appearance as appearance_lib
+from hsjax.data.synthetic import appearance as appearance_lib
 from hsjax.data import depth_noise as depth_noise_lib
 from hsjax.data import hmr_noise as noise_lib
 from hsjax.data import io as io_lib
 from hsjax.data import motions as motions_lib
-from hsjax.data import render as render_lib
+from hsjax.data.synthetic import render as render_lib
 from hsjax.data import sequence as seq_lib
 
 # Bump when generation changes, so stale caches are not reused.
 GENERATOR_VERSION = 2
-# A single-frame forward pass compiled once and looped over frames: one compilation
-# serves every sequence length (eager dispatch would compile every small op).
-_body_forward_frame = jax.jit(body_lib.body_forward)
-
-
-def posed_body(model, betas, body_pose, global_orient, transl) -> tuple[np.ndarray, np.ndarray]:
-  """Posed vertices [T, V, 3] and joints [T, 24, 3] (numpy)."""
-  verts, joints = [], []
-  betas = jnp.asarray(betas, jnp.float32)
-  for t in range(len(body_pose)):
-    out = _body_forward_frame(model, betas, jnp.asarray(body_pose[t], jnp.float32),
-                              jnp.asarray(global_orient[t], jnp.float32),
-                              jnp.asarray(transl[t], jnp.float32))
-    verts.append(np.asarray(out.vertices))
-    joints.append(np.asarray(out.joints))
-  return np.stack(verts), np.stack(joints)
-
-
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-  """Area-weighted unit vertex normals in numpy: [V, 3], faces [F, 3] -> [V, 3]."""
-  v = np.asarray(vertices, np.float64)
-  f = np.asarray(faces)
-  fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
-  n = np.zeros_like(v)
-  for d in range(3):
-    n[:, d] = sum(np.bincount(f[:, k], fn[:, d], minlength=len(v)) for k in range(3))
-  return n / (np.linalg.norm(n, axis=1, keepdims=True) + 1e-20)
 # "exact" metric z-buffer depth, "relative" (affine-distorted), "none", or the name of a
 # simulated monocular metric-depth error (hsjax.data.depth_noise.DEPTH_NOISE_PRESETS).
 DEPTH_MODES = ("exact", "relative", "none") + tuple(depth_noise_lib.DEPTH_NOISE_PRESETS)
@@ -118,7 +89,7 @@ PRESETS: dict[str, SyntheticConfig] = {
     "moving_camera": SyntheticConfig(camera_orbit=6.0),
 }
 
-_PLAIN_BACKGROUND = (0.5, 0.5, 0.5)
+PLAIN_BACKGROUND = (0.5, 0.5, 0.5)
 
 
 def default_cache_dir() -> str:
@@ -146,8 +117,9 @@ def _ground(model, betas, motion, grounded_per_frame: bool) -> np.ndarray:
   transl = np.asarray(motion.transl, np.float64).copy()
   flat = transl.copy()
   flat[:, 1] = 0.0
-  verts, joints = posed_body(model, betas, np.asarray(motion.body_pose),
-                        np.asarray(motion.global_orient), flat)
+  verts, joints = body_lib.pose_frames_host(model, body_lib.SMPLParams(
+      betas=betas, body_pose=np.asarray(motion.body_pose),
+      global_orient=np.asarray(motion.global_orient), transl=flat))
   lowest = verts[..., 1].min(axis=1)  # [T]
   if grounded_per_frame:  # parametric clips: feet on the floor, plus their explicit hops
     transl[:, 1] = -lowest + (transl[:, 1] - transl[:, 1].min())
@@ -184,10 +156,10 @@ def _render_frames(model, vertices, cams: Camera, appearance, cfg: SyntheticConf
     if cfg.background == "textured":
       bg = appearance_lib.textured_background(cam, seed=seed)
     else:
-      bg = _PLAIN_BACKGROUND
+      bg = PLAIN_BACKGROUND
     rgb, mask, depth = render_lib.render_mesh(
         vertices[t], faces, cam, texture=appearance.texture, texture_coords=canonical,
-        normals=vertex_normals(vertices[t], faces), supersample=cfg.supersample, background=bg)
+        normals=render_lib.smooth_normals(vertices[t], faces), supersample=cfg.supersample, background=bg)
     images.append(_quantize8(rgb))
     masks.append(_quantize8(mask))
     depths.append(depth)
@@ -206,17 +178,16 @@ def _relative_depth(depth: np.ndarray, masks: np.ndarray, rng: np.random.Generat
 
 
 def _monocular_depth(depth: np.ndarray, masks: np.ndarray, cams: Camera, preset: str,
-                     depth_seed: list[int]) -> tuple[np.ndarray, dict]:
-  """Depth as from a monocular metric-depth network, and metadata with its intrinsics.
+                     depth_seed: list[int]) -> tuple[np.ndarray, np.ndarray, dict]:
+  """Depth as from a monocular metric-depth network, its intrinsics, and metadata.
 
-  ``metadata["depth_K"]`` [T, 3, 3] holds the intrinsics the network estimated (the ones to
-  unproject this depth with); ``cams.K`` stays the true camera.
+  The intrinsics [T, 3, 3] are the ones the network estimated (to unproject this depth
+  with; ``Sequence.depth_K``); ``cams.K`` stays the true camera.
   """
   noisy = depth_noise_lib.degrade_depth(depth, masks, cams.K, preset, seed=depth_seed)
   depth_k = depth_noise_lib.depth_intrinsics(cams.K, preset, seed=depth_seed)
   errors = depth_noise_lib.sample_depth_errors(preset, len(depth), seed=depth_seed)
-  return noisy, {
-      "depth_K": depth_k.tolist(),
+  return noisy, depth_k.astype(np.float32), {
       "depth_noise": {
           "preset": preset, "seed": list(depth_seed),
           "params": dataclasses.asdict(depth_noise_lib.DEPTH_NOISE_PRESETS[preset]),
@@ -240,7 +211,7 @@ def _generate(name: str, cfg: SyntheticConfig, seed: int, noise: noise_lib.HMRNo
   appearance = appearance_lib.make_appearance(model, seed)
 
   def posed(params):
-    return posed_body(model, params.betas, params.body_pose, params.global_orient, params.transl)[0]
+    return body_lib.pose_frames_host(model, params)[0]
 
   verts = posed(gt)
   size = cfg.image_size
@@ -250,16 +221,16 @@ def _generate(name: str, cfg: SyntheticConfig, seed: int, noise: noise_lib.HMRNo
 
   def make(cams, vertices, params, hmr, view_name, depth_seed):
     images, masks, depth = _render_frames(model, vertices, cams, appearance, cfg, seed)
-    depth_kind, metadata = "metric", {}
+    depth_kind, depth_k, metadata = "metric", None, {}
     if cfg.depth == "none":
       depth, depth_kind = None, None
     elif cfg.depth == "relative":
       depth_kind = "relative"
       depth = _relative_depth(depth, masks, np.random.default_rng(depth_seed))
     elif cfg.depth in depth_noise_lib.DEPTH_NOISE_PRESETS:
-      depth, metadata = _monocular_depth(depth, masks, cams, cfg.depth, depth_seed)
+      depth, depth_k, metadata = _monocular_depth(depth, masks, cams, cfg.depth, depth_seed)
     return seq_lib.Sequence(name=view_name, images=images, masks=masks, depth=depth,
-                            depth_kind=depth_kind, cameras=cams, hmr=hmr, gt=params,
+                            depth_kind=depth_kind, depth_K=depth_k, cameras=cams, hmr=hmr, gt=params,
                             fps=cfg.fps, metadata=metadata)
 
   hmr = noise_lib.simulate_hmr(gt, train_cams, noise, seed=seed, fps=cfg.fps, model=model)
@@ -297,7 +268,7 @@ def _generate(name: str, cfg: SyntheticConfig, seed: int, noise: noise_lib.HMRNo
       "name": name, "seed": seed, "config": dataclasses.asdict(cfg),
       "hmr_noise": dataclasses.asdict(noise), "body_model": model.name,
       "body_model_digest": _model_digest(model), "motion": motion.name,
-      "background": (list(_PLAIN_BACKGROUND) if cfg.background == "plain" else "textured"),
+      "background": (list(PLAIN_BACKGROUND) if cfg.background == "plain" else "textured"),
       "floor_height": 0.0, "world_frame": "SMPL (y up, metres), floor y = 0",
       "appearance": {"base_colors": appearance.base_colors.tolist(),
                      "regions": list(appearance_lib.REGIONS)},
@@ -326,7 +297,7 @@ def synthetic_sequence(name: str = "default", seed: int = 0, hmr_noise="hmr2_lik
       ``"none"``, or a key of :data:`hsjax.data.DEPTH_NOISE_PRESETS` (e.g.
       ``"unidepth_like"``): metric depth degraded like a monocular metric-depth network
       (:func:`hsjax.data.depth_noise.degrade_depth`); the network's estimated intrinsics are
-      in ``metadata["depth_K"]`` [T, 3, 3] of each (sub)sequence, the cameras stay true.
+      in ``depth_K`` [T, 3, 3] of each (sub)sequence, the cameras stay true.
     cache_dir: where generated sequences are kept (default :func:`default_cache_dir`);
       ``False`` disables caching (arrays are then in memory).
     body_model: the body (default: the embedded default body, ``load_body_model()``).

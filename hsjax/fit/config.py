@@ -1,0 +1,126 @@
+"""What shapes a fit: :class:`FitConfig` (hashable; a static argument of the jitted step)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from hsjax import density as density_lib
+from hsjax.forward import RenderSettings
+
+POSE_GROUPS = ("global_orient", "body_pose", "transl", "betas")
+FROZEN = "frozen"
+
+
+# ------------------------------------------------------------------------------------------
+# Configuration
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FitConfig:
+  """Everything that shapes a fit (hashable; a static argument of the jitted step).
+
+  The defaults are tuned for the default synthetic sequence on 2 CPU cores (see
+  ``BENCHMARKS.md``, section Fitting).
+  """
+
+  # --- schedule
+  steps: int = 900  # optimisation steps in total (warm-up included).
+  warmup_steps: int = 150  # avatar-only steps (10 epochs of the default 60 frames).
+  batch_frames: int = 4  # frames rendered per step (vmapped); <= frames in the sequence.
+  # --- avatar
+  body_model: str = "default"  # body model for hsjax.body.load_body_model (name or path).
+  num_gaussians: int = 2000  # avatar capacity N (static; density control works inside it).
+  active_fraction: float = 0.75  # fraction of N active at start (the rest: densification room).
+  sh_degree: int = 1  # SH degree of the avatar's colour (0: view-independent).
+  learn_skinning: bool = False  # learn skinning weights (regularised towards SMPL's).
+  nonrigid: bool = False  # pose-dependent non-rigid MLP (hsjax.nonrigid).
+  background: tuple[float, float, float] = (0.0, 0.0, 0.0)  # render/target background, RGB.
+  mask_background: bool = True  # replace the image outside the person mask by `background`.
+  # --- renderer
+  # Integer factor by which images, masks, depth and intrinsics are reduced for fitting
+  # (area averaging). 2 renders a quarter of the pixels; the avatar itself has no resolution.
+  downsample: int = 2
+  backend: str = "auto"  # rasteriser backend: auto | xla | pallas | reference.
+  tile_capacity: int = 128  # Gaussians kept per 16x16 tile (overflow is counted).
+  # --- which parameter groups train
+  train_avatar: bool = True  # Gaussian parameters (those listed in avatar_lrs).
+  train_global_orient: bool = True  # per-frame root rotation.
+  train_body_pose: bool = True  # per-frame joint rotations.
+  train_transl: bool = True  # per-frame root translation.
+  train_betas: bool = False  # the shared shape (HMR's shape is usually fine; off by default).
+  # --- learning rates (Adam)
+  # Avatar group (hsjax.avatar.param_labels) -> Adam learning rate; groups not listed stay
+  # fixed. 3DGS's rates, except means: 10x 3DGS's 1.6e-4, so that the avatar can follow
+  # clothing; the CAMEL terms keep it from drifting off the body, which at this rate it
+  # otherwise does (README, "CAMEL and depth").
+  avatar_lrs: tuple[tuple[str, float], ...] = (
+      ("means", 1.6e-3), ("quats", 1e-3), ("scales", 5e-3), ("opacity", 5e-2), ("sh", 2.5e-3),
+      ("skinning", 1e-3), ("nonrigid", 1e-3))
+  means_lr_final_fraction: float = 0.01  # means LR decays exponentially to this (3DGS).
+  lr_global_orient: float = 1e-2  # radians / step (the scale of Adam's step).
+  lr_body_pose: float = 1e-2  # radians / step.
+  lr_transl: float = 1e-2  # metres / step.
+  lr_betas: float = 1e-3  # shape units / step.
+  pose_lr_final_fraction: float = 0.1  # pose LRs decay (cosine) to this by the last step.
+  clip_norm: float = 1.0  # per-group global-norm gradient clipping (0 disables).
+  # --- loss weights that override hsjax.losses.DEFAULT_LOSSES (or the `losses` argument)
+  loss_weights: tuple[tuple[str, float], ...] = ()
+  # --- density control (hsjax.density); 0 disables
+  density: density_lib.DensityConfig = density_lib.DensityConfig()  # 3DGS thresholds.
+  # Steps between densify-and-prune passes. Off by default: the default fit was tuned
+  # without it (2000 Gaussians already cover a 128 px body); see BENCHMARKS.md, Fitting.
+  densify_every: int = 0
+  densify_from: int = 100  # first step at which density control may run.
+  densify_until: int = 900  # no density control after this step.
+  # --- CAMEL reference vertices (hsjax.losses.camel_nearest_vertices)
+  # Steps between exact searches of each Gaussian's nearest template vertex (canonical
+  # space, outside the jitted step: ~70 ms a search at N = 2,000). 0: no search, the CAMEL
+  # terms use each Gaussian's anchor vertex. See BENCHMARKS.md, CAMEL.
+  camel_refresh_every: int = 50
+  # --- bookkeeping
+  log_every: int = 10  # steps between history records / progress-bar refreshes.
+  eval_every: int = 0  # steps between evaluation callbacks (0: only at the end).
+  checkpoint_every: int = 200  # steps between checkpoints (when a directory is given).
+  keep_checkpoints: int = 2  # checkpoints kept on disk.
+  progress: bool = True  # show a tqdm progress bar.
+
+  def __post_init__(self):
+    if self.steps < 1:
+      raise ValueError(f"FitConfig.steps must be >= 1, found {self.steps}")
+    if not 0 <= self.warmup_steps <= self.steps:
+      raise ValueError(f"FitConfig.warmup_steps must lie in [0, steps={self.steps}], found "
+                       f"{self.warmup_steps}")
+    if self.batch_frames < 1:
+      raise ValueError(f"FitConfig.batch_frames must be >= 1, found {self.batch_frames}")
+    if self.num_gaussians < 1:
+      raise ValueError(f"FitConfig.num_gaussians must be >= 1, found {self.num_gaussians}")
+    if self.downsample < 1:
+      raise ValueError(f"FitConfig.downsample must be an integer >= 1, found {self.downsample}")
+    if len(self.background) != 3:
+      raise ValueError(f"FitConfig.background must be 3 floats (RGB), found {self.background}")
+
+  @property
+  def refines_poses(self) -> bool:
+    """Whether any pose group trains (False: the avatar-only baseline)."""
+    return (self.train_global_orient or self.train_body_pose or self.train_transl
+            or self.train_betas)
+
+  def avatar_only(self) -> FitConfig:
+    """The same fit with every pose group frozen at the HMR estimates (the baseline)."""
+    return dataclasses.replace(self, train_global_orient=False, train_body_pose=False,
+                               train_transl=False, train_betas=False)
+
+  @property
+  def render_settings(self) -> RenderSettings:
+    """How the fit renders its frames (background, backend, tile capacity)."""
+    return RenderSettings(background=self.background, backend=self.backend,
+                          tile_capacity=self.tile_capacity)
+
+  def to_json(self) -> str:
+    return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+
+# Fields that may differ between a checkpoint and the fit resuming from it.
+RESUMABLE_FIELDS = ("progress", "log_every", "eval_every", "checkpoint_every",
+                     "keep_checkpoints")

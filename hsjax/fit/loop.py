@@ -1,0 +1,448 @@
+"""The fitting loop (host side) and the entry points :func:`fit` and :func:`fit_many`.
+
+The loop calls the jitted step (:func:`hsjax.fit.step.train_step`, vmapped over subjects
+and sharded over devices for :func:`fit_many`), and between steps does what cannot be
+jitted: logging, evaluation callbacks, density control, the CAMEL nearest-vertex search and
+checkpoints (``hsjax.io.checkpoint``). Every random draw is ``fold_in(key, step)``, so a fit
+killed and resumed from its last checkpoint ends bit for bit where an uninterrupted fit ends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tqdm
+
+from hsjax import avatar as avatar_lib
+from hsjax import body as body_lib
+from hsjax import density as density_lib
+from hsjax import losses as losses_lib
+from hsjax import metrics
+from hsjax.body import SMPLParams
+from hsjax.fit.config import RESUMABLE_FIELDS
+from hsjax.fit.config import FitConfig
+from hsjax.fit.data import FitData
+from hsjax.fit.data import pad_frames
+from hsjax.fit.data import prepare_data
+from hsjax.fit.step import FitParams
+from hsjax.fit.step import FitState
+from hsjax.fit.step import StepOutput
+from hsjax.fit.step import camel_nearest_for
+from hsjax.fit.step import init_state
+from hsjax.fit.step import make_optimizer
+from hsjax.fit.step import resolve_losses
+from hsjax.fit.step import train_step
+from hsjax.io import checkpoint as ckpt_lib
+
+
+@dataclasses.dataclass
+class FitResult:
+  """The outcome of :func:`fit` (of :func:`fit_many`: lists / leading S axes)."""
+
+  avatar: Any  # the trained hsjax.avatar.Avatar.
+  poses: SMPLParams  # refined poses of every frame (world frame, axis-angle).
+  history: dict  # "step", "time", "total", one list per loss term, and "eval" records.
+  config: FitConfig
+  state: FitState | None = None  # the final state (to continue or inspect the optimiser).
+
+
+class FitDivergedError(FloatingPointError):
+  """A non-finite loss or gradient; carries the last good state."""
+
+  def __init__(self, message: str, *, step: int, terms: list[str], state: FitState | None,
+               checkpoint: str | None):
+    super().__init__(message)
+    self.step = step
+    self.terms = terms
+    self.state = state
+    self.checkpoint = checkpoint
+
+
+@dataclasses.dataclass
+class FitProgress:
+  """What an evaluation callback receives."""
+
+  step: int
+  params: FitParams  # current parameters (for fit_many: leading S axis).
+  history: dict
+  config: FitConfig
+  body_model: body_lib.BodyModel
+
+
+Callback = Callable[[FitProgress], Mapping[str, float] | None]
+
+
+def _new_history() -> dict:
+  return {"step": [], "time": [], "total": [], "overflow": [], "terms": {}, "eval": []}
+
+
+def _record(history: dict, step: int, elapsed: float, out: StepOutput, batched: bool):
+  """Appends one log record (multi-subject fits record per-subject lists)."""
+
+  def host(x):
+    x = np.asarray(x)
+    return x.tolist() if batched else float(x)
+
+  history["step"].append(step)
+  history["time"].append(round(elapsed, 3))
+  history["total"].append(host(out.total))
+  history["overflow"].append(int(np.sum(np.asarray(out.overflow))))
+  for name, value in out.values.items():
+    history["terms"].setdefault(name, []).append(host(value))
+
+
+def _nonfinite_message(step: int, out: StepOutput, batched: bool) -> tuple[str, list[str]]:
+  bad = [n for n, v in out.values.items() if not np.all(np.isfinite(np.asarray(v)))]
+  where = ""
+  if batched:
+    total = np.asarray(out.total)
+    where = f" (subjects {np.flatnonzero(~np.isfinite(total)).tolist()})"
+  if bad:
+    return (f"non-finite loss at step {step}{where}: term(s) {bad} = "
+            f"{[np.asarray(out.values[n]).tolist() for n in bad]}", bad)
+  if not np.all(np.isfinite(np.asarray(out.total))):
+    return f"non-finite total loss at step {step}{where} (a weight schedule?)", []
+  return (f"non-finite gradient at step {step}{where} with finite loss terms "
+          f"{ {n: np.asarray(v).tolist() for n, v in out.values.items()} }", [])
+
+
+def _checkpoint_tree(state: FitState, history: dict, config: FitConfig) -> dict:
+  return {"state": flax.serialization.to_state_dict(jax.device_get(state)),
+          "history": json.dumps(history), "config": config.to_json()}
+
+
+def _restore(path: str, target: FitState, config: FitConfig) -> tuple[FitState, dict]:
+  raw = ckpt_lib.load_raw(path)
+  saved = json.loads(raw["config"])
+  current = json.loads(config.to_json())
+  diff = {k: (saved.get(k), v) for k, v in current.items()
+          if k not in RESUMABLE_FIELDS and saved.get(k) != v}
+  if diff:
+    raise ValueError(f"{path}: checkpoint was written with a different FitConfig; differing "
+                     f"fields (saved, current): {diff}. Use another checkpoint_dir.")
+  try:
+    state = flax.serialization.from_state_dict(jax.device_get(target), raw["state"])
+  except (ValueError, KeyError, TypeError) as e:
+    raise ValueError(f"{path}: checkpoint state does not match this fit's structure: {e}") from e
+  return state, json.loads(raw["history"])
+
+
+_densify_jit = jax.jit(density_lib.densify_and_prune, static_argnums=(4,))
+
+
+def _density_pass(state: FitState, done: int, config: FitConfig, batched: bool
+                  ) -> tuple[FitState, dict]:
+  """Density control between jitted steps (per subject when batched); shapes never change.
+
+  The key of subject ``s`` after ``done`` steps is ``fold_in(fold_in(key_s, 2), done)``, so a
+  subject's fit is the same alone or among others, and after a resume.
+  """
+
+  def one(s: FitState) -> tuple[FitState, dict]:
+    k = jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(s.key), 2), done)
+    avatar = avatar_lib.combine(s.params.avatar, s.buffers)
+    avatar, opt_state, info = _densify_jit(avatar, s.opt_state, s.density, k, config.density)
+    params, buffers = avatar_lib.split(avatar)
+    return s.replace(params=s.params.replace(avatar=params), buffers=buffers,
+                     opt_state=opt_state, density=density_lib.init_stats(config.num_gaussians)
+                     ), info
+
+  if not batched:
+    return one(state)
+  subjects = state.step.shape[0]
+  results = [one(jax.tree_util.tree_map(lambda x, i=i: x[i], state)) for i in range(subjects)]
+  stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *[r[0] for r in results])
+  return stacked, {"subjects": [r[1] for r in results]}
+
+
+def _refresh_camel_nearest(state: FitState, body_model: body_lib.BodyModel, config: FitConfig,
+                           batched: bool) -> FitState:
+  """``state`` with ``camel_nearest`` recomputed for the current canonical avatar."""
+
+  def one(params, buffers):
+    return camel_nearest_for(avatar_lib.combine(params.avatar, buffers), body_model, config)
+
+  nearest = (jax.vmap(one) if batched else one)(state.params, state.buffers)
+  return state.replace(camel_nearest=nearest)
+
+
+def _numerics_key(config: FitConfig) -> FitConfig:
+  """``config`` with the bookkeeping fields at their defaults (they never change a step)."""
+  default = FitConfig()
+  return dataclasses.replace(config, **{f: getattr(default, f) for f in RESUMABLE_FIELDS})
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_step(config: FitConfig, losses_items: tuple, batched: bool, mesh):
+  """The jitted (and vmapped / sharded) step; cached so fits with equal settings share it."""
+  step_fn = functools.partial(train_step, config=config, losses=dict(losses_items),
+                              tx=make_optimizer(config))
+  if batched:
+    step_fn = jax.vmap(step_fn, in_axes=(0, 0, None))
+  if mesh is None:
+    return jax.jit(step_fn)
+  sharded, replicated = _shardings(mesh)
+  return jax.jit(step_fn, in_shardings=(sharded, sharded, replicated),
+                 out_shardings=(sharded, sharded))
+
+
+def _shardings(mesh):
+  sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("subject"))
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  return sharded, replicated
+
+
+def _run(state: FitState, data: FitData, body_model: body_lib.BodyModel, config: FitConfig,
+         losses: dict, *, batched: bool, mesh=None, checkpoint_dir: str | None,
+         callbacks: Sequence[Callback], history: dict | None) -> tuple[FitState, dict]:
+  """Runs the loop from ``state.step`` to ``config.steps``; shared by fit and fit_many."""
+  try:
+    jitted = _compiled_step(_numerics_key(config), tuple(losses.items()), batched, mesh)
+  except TypeError:  # an unhashable weight or term: no caching
+    jitted = _compiled_step.__wrapped__(config, tuple(losses.items()), batched, mesh)
+  if mesh is not None:
+    sharded, replicated = _shardings(mesh)
+    state = jax.device_put(state, sharded)
+    data = jax.device_put(data, sharded)
+    body_model = jax.device_put(body_model, replicated)
+
+  history = _new_history() if history is None else history
+  start = int(np.max(np.asarray(state.step)))
+  time_offset = history["time"][-1] if history["time"] else 0.0
+  t0 = time.perf_counter()
+  last_ckpt = None
+  if checkpoint_dir is not None:
+    found = ckpt_lib.latest_checkpoint(checkpoint_dir)
+    last_ckpt = found[1] if found else None
+
+  def progress_view(st: FitState, step: int) -> FitProgress:
+    return FitProgress(step=step, params=st.params, history=history, config=config,
+                       body_model=body_model)
+
+  def run_callbacks(st: FitState, step: int):
+    for callback in callbacks:
+      record = callback(progress_view(st, step))
+      if record:
+        history["eval"].append({"step": step, **{k: _to_py(v) for k, v in record.items()}})
+
+  bar = tqdm.tqdm(total=config.steps, initial=start, disable=not config.progress,
+                  desc="fit", dynamic_ncols=True, leave=True)
+  try:
+    for step in range(start, config.steps):
+      new_state, out = jitted(state, data, body_model)
+      finite = bool(np.all(np.asarray(out.grads_finite))) and bool(
+          np.all(np.isfinite(np.asarray(out.total))))
+      if not finite:
+        message, terms = _nonfinite_message(step, out, batched)
+        if last_ckpt is not None:
+          message += f"; last good checkpoint kept: {last_ckpt}"
+        raise FitDivergedError(message, step=step, terms=terms, state=state,
+                               checkpoint=last_ckpt)
+      state = new_state
+      done = step + 1
+      if (done % config.log_every == 0) or done == config.steps:
+        elapsed = time_offset + time.perf_counter() - t0
+        _record(history, done, elapsed, out, batched)
+        bar.set_postfix({n: f"{np.mean(np.asarray(v)):.4g}" for n, v in out.values.items()},
+                        refresh=False)
+      bar.update(1)
+      refresh = config.camel_refresh_every > 0 and done % config.camel_refresh_every == 0
+      if (config.densify_every > 0 and config.densify_from <= done <= config.densify_until
+          and done % config.densify_every == 0 and done < config.steps):
+        state, info = _density_pass(state, done, config, batched)
+        history.setdefault("density", []).append({"step": done, **_to_py(info)})
+        refresh = True  # moved and new Gaussians need their reference vertices
+      if refresh and done < config.steps:
+        state = _refresh_camel_nearest(state, body_model, config, batched)
+        if mesh is not None:
+          state = jax.device_put(state, sharded)
+      if config.eval_every > 0 and done % config.eval_every == 0 and done < config.steps:
+        run_callbacks(state, done)
+      if (checkpoint_dir is not None and config.checkpoint_every > 0
+          and done % config.checkpoint_every == 0):
+        last_ckpt = ckpt_lib.save(checkpoint_dir, done, _checkpoint_tree(state, history, config),
+                                  keep=config.keep_checkpoints)
+  finally:
+    bar.close()
+  run_callbacks(state, config.steps)
+  if checkpoint_dir is not None:
+    ckpt_lib.save(checkpoint_dir, config.steps, _checkpoint_tree(state, history, config),
+                  keep=config.keep_checkpoints)
+  return state, history
+
+
+def _to_py(x):
+  """JSON-friendly copy of numbers / arrays / dicts / lists."""
+  if isinstance(x, dict):
+    return {str(k): _to_py(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_to_py(v) for v in x]
+  if isinstance(x, (jax.Array, np.ndarray, np.generic)):
+    arr = np.asarray(x)
+    return arr.item() if arr.ndim == 0 else arr.tolist()
+  return x
+
+
+def pose_error_callback(body_model: body_lib.BodyModel, gt: SMPLParams,
+                        subject: int | None = None) -> Callback:
+  """An evaluation callback recording MPJPE, PA-MPJPE and root error (mm) against ``gt``."""
+  def callback(progress: FitProgress):
+    poses = progress.params.poses
+    if subject is not None:
+      poses = jax.tree_util.tree_map(lambda x: x[subject], poses)
+    m = metrics.pose_metrics(body_model, poses, gt)
+    return {"mpjpe": m["mpjpe"], "pa_mpjpe": m["pa_mpjpe"], "root_error": m["root_error"]}
+
+  return callback
+
+
+def _prepare(sequence, config: FitConfig, losses, body_model):
+  if body_model is None:
+    body_model = body_lib.load_body_model(config.body_model)
+  return prepare_data(sequence, config), resolve_losses(config, losses), body_model
+
+
+def _initial_or_restored(make_state: Callable[[], FitState], config: FitConfig,
+                         checkpoint_dir: str | None) -> tuple[FitState, dict | None]:
+  state = make_state()
+  if checkpoint_dir is None:
+    return state, None
+  found = ckpt_lib.latest_checkpoint(checkpoint_dir)
+  if found is None:
+    return state, None
+  restored, history = _restore(found[1], state, config)
+  if not np.array_equal(np.asarray(restored.key), np.asarray(state.key)):
+    raise ValueError(f"{found[1]}: checkpoint was written by a fit with another key; use the "
+                     "same key to resume, or another checkpoint_dir")
+  return jax.tree_util.tree_map(jnp.asarray, restored), history
+
+
+def fit(sequence, config: FitConfig = FitConfig(), *, key: jax.Array,
+        checkpoint_dir: str | None = None, losses: losses_lib.Losses | None = None,
+        callbacks: Sequence[Callback] = (), body_model: body_lib.BodyModel | None = None
+        ) -> FitResult:
+  """Learns the avatar of one sequence and refines its per-frame poses.
+
+  Args:
+    sequence: an ``hsjax.data.Sequence`` (images, masks, optional depth, cameras, HMR
+      estimates; ``gt`` when known is used only for evaluation records).
+    config: the :class:`FitConfig`.
+    key: a ``jax.random.key``; the whole fit is a deterministic function of it.
+    checkpoint_dir: when given, checkpoints are written there every
+      ``config.checkpoint_every`` steps and at the end, and a fit finding a checkpoint there
+      resumes from the newest one (same config and key required) and ends exactly where an
+      uninterrupted fit would.
+    losses: mapping ``name -> (weight, term)`` (default ``hsjax.losses.DEFAULT_LOSSES``);
+      ``config.loss_weights`` overrides weights by name.
+    callbacks: called with a :class:`FitProgress` every ``config.eval_every`` steps and at
+      the end; a returned dict is recorded in ``history["eval"]``. When ``sequence.gt`` is
+      set, pose errors against it are recorded too.
+    body_model: the body model (default ``load_body_model(config.body_model)``).
+
+  Returns:
+    :class:`FitResult` with the full trained avatar, the refined poses and the history.
+
+  Raises:
+    FitDivergedError: when a loss term or gradient becomes non-finite; the message names the
+      term(s) and the step, and no checkpoint is written for the bad state.
+  """
+  data, losses, body_model = _prepare(sequence, config, losses, body_model)
+  callbacks = list(callbacks)
+  if getattr(sequence, "gt", None) is not None:
+    callbacks.insert(0, pose_error_callback(body_model, sequence.gt))
+  state, history = _initial_or_restored(
+      lambda: init_state(data, config, body_model, key), config, checkpoint_dir)
+  state, history = _run(state, data, body_model, config, losses, batched=False,
+                        checkpoint_dir=checkpoint_dir, callbacks=callbacks, history=history)
+  avatar = avatar_lib.combine(state.params.avatar, state.buffers)
+  return FitResult(avatar=avatar, poses=state.params.poses, history=history, config=config,
+                   state=state)
+
+
+def fit_many(sequences: Sequence[Any], config: FitConfig = FitConfig(), *,
+             keys: Sequence[jax.Array] | jax.Array, mesh: jax.sharding.Mesh | None = None,
+             checkpoint_dir: str | None = None, losses: losses_lib.Losses | None = None,
+             callbacks: Sequence[Callback] = (),
+             body_model: body_lib.BodyModel | None = None) -> FitResult:
+  """Fits S subjects at once: the step of :func:`fit` under ``jax.vmap`` over subjects.
+
+  All subjects share the config (so the avatar capacity N and the minibatch size) and must
+  have the same image size; sequences of different lengths are padded to the longest (the
+  padding frames are never sampled, and temporal terms skip them). With the same keys, the
+  result equals S separate :func:`fit` calls to float tolerance.
+
+  Sharding: with ``mesh`` (a ``jax.sharding.Mesh`` with an axis named ``"subject"`` whose
+  size divides S), every per-subject array is sharded over that axis and the body model is
+  replicated; each device runs its subjects' steps, with no communication. On one host,
+  ``jax.make_mesh((jax.device_count(),), ("subject",))``. Multi-host (several processes, e.g.
+  one per GPU node): call ``jax.distributed.initialize(coordinator_address, num_processes,
+  process_id)`` in every process before anything else, build the mesh over
+  ``jax.devices()`` (all processes' devices), and run the *same* ``fit_many`` call in every
+  process with the full list of sequences; arrays are placed with ``jax.device_put`` onto
+  the global sharding, so each process materialises only its addressable shards' data on
+  device (it still reads every sequence on the host here — feed each process only its
+  subjects' files and assemble with ``jax.make_array_from_process_local_data`` if that
+  matters). Host-side steps (density control, logging, checkpoints) then need the
+  process-local shards; checkpointing a multi-host fit is left to ``orbax``-style
+  per-process writers and is not implemented here.
+
+  Args:
+    sequences: S ``hsjax.data.Sequence`` objects.
+    config: shared :class:`FitConfig`.
+    keys: S PRNG keys (a list, or a key array of shape [S]).
+    mesh: optional device mesh with a ``"subject"`` axis.
+    checkpoint_dir, losses, callbacks, body_model: as in :func:`fit` (callbacks see
+      parameters with a leading S axis).
+
+  Returns:
+    :class:`FitResult` whose ``avatar`` and ``poses`` have a leading S axis (poses padded to
+    the longest sequence; ``history["num_frames"]`` gives each subject's length).
+  """
+  sequences = list(sequences)
+  if not sequences:
+    raise ValueError("fit_many: no sequences given")
+  keys = [keys[i] for i in range(len(sequences))]
+  if len(keys) != len(sequences):
+    raise ValueError(f"fit_many: {len(sequences)} sequences but {len(keys)} keys")
+  if mesh is not None:
+    if "subject" not in mesh.axis_names:
+      raise ValueError(f"fit_many: mesh must have an axis named 'subject', found "
+                       f"{mesh.axis_names}")
+    if len(sequences) % mesh.shape["subject"]:
+      raise ValueError(f"fit_many: {len(sequences)} subjects do not divide over "
+                       f"{mesh.shape['subject']} devices of the 'subject' axis")
+    # The step is written for automatic (GSPMD) partitioning; a mesh made with explicit
+    # axes (jax.make_mesh's default) is re-declared over the same devices as Auto.
+    mesh = jax.sharding.Mesh(mesh.devices, mesh.axis_names,
+                             axis_types=(jax.sharding.AxisType.Auto,) * len(mesh.axis_names))
+  if body_model is None:
+    body_model = body_lib.load_body_model(config.body_model)
+  losses = resolve_losses(config, losses)
+  datas = [prepare_data(s, config) for s in sequences]
+  sizes = {(d.width, d.height) for d in datas}
+  if len(sizes) != 1:
+    raise ValueError(f"fit_many: all sequences must share one image size, found {sorted(sizes)}")
+  lengths = [d.num_frames for d in datas]
+  datas = [pad_frames(d, max(lengths)) for d in datas]
+  data = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *datas)
+
+  def make_state():
+    states = [init_state(d, config, body_model, k) for d, k in zip(datas, keys)]
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *states)
+
+  state, history = _initial_or_restored(make_state, config, checkpoint_dir)
+  state, history = _run(state, data, body_model, config, losses, batched=True, mesh=mesh,
+                        checkpoint_dir=checkpoint_dir, callbacks=list(callbacks),
+                        history=history)
+  history["num_frames"] = lengths
+  avatar = avatar_lib.combine(state.params.avatar, state.buffers)
+  return FitResult(avatar=avatar, poses=state.params.poses, history=history, config=config,
+                   state=state)

@@ -1,0 +1,107 @@
+"""Loss terms of the joint avatar + pose fit, as pure functions, and their composition.
+
+A term is ``term(render, frame, params, ctx) -> scalar`` over typed pytrees
+(:class:`Frame`, :class:`StepContext`; see :mod:`hsjax.losses.base` for every field); a loss
+is a mapping ``name -> (weight, term)``, and :data:`DEFAULT_LOSSES` is the method's. One
+module per family: :mod:`~hsjax.losses.image`, :mod:`~hsjax.losses.depth`,
+:mod:`~hsjax.losses.pose`, :mod:`~hsjax.losses.avatar`, :mod:`~hsjax.losses.camel`.
+"""
+
+from hsjax.losses.avatar import make_scale_regularizer
+from hsjax.losses.avatar import nonrigid_reg
+from hsjax.losses.avatar import opacity_reg
+from hsjax.losses.avatar import scale_reg
+from hsjax.losses.avatar import skinning_drift
+from hsjax.losses.base import Frame
+from hsjax.losses.base import Losses
+from hsjax.losses.base import StepContext
+from hsjax.losses.base import Term
+from hsjax.losses.base import Weight
+from hsjax.losses.base import resolve_weight
+from hsjax.losses.base import total_loss
+from hsjax.losses.base import with_weights
+from hsjax.losses.camel import camel_nearest_vertices
+from hsjax.losses.camel import camel_surface
+from hsjax.losses.camel import make_camel_coverage
+from hsjax.losses.camel import make_camel_flatness
+from hsjax.losses.camel import make_camel_point_to_mesh
+from hsjax.losses.camel import make_camel_surface
+from hsjax.losses.depth import align_scale_shift
+from hsjax.losses.depth import depth_l1
+from hsjax.losses.depth import depth_ssi
+from hsjax.losses.depth import make_depth_chamfer
+from hsjax.losses.depth import visible_gaussians
+from hsjax.losses.image import dssim
+from hsjax.losses.image import mask_l1
+from hsjax.losses.image import rgb_l1
+from hsjax.losses.pose import PRIOR_JOINT_WEIGHTS
+from hsjax.losses.pose import betas_prior
+from hsjax.losses.pose import make_pose_prior
+from hsjax.losses.pose import make_smoothness
+from hsjax.losses.pose import pose_prior
+from hsjax.losses.pose import smooth_joints
+from hsjax.losses.pose import smooth_transl
+
+# name -> (weight, term). Photometric L1 + 0.2 D-SSIM as 3DGS; the other weights were tuned
+# on the default synthetic sequence (BENCHMARKS.md, Fitting; the CAMEL and 3D depth settings
+# with `experiments/ablate.py --grid=camel_sweep`, docs/results/camel_sweep_unidepth.md).
+# A weight of 0 keeps the term listed (so `--losses=name:w` can switch it on) but does not
+# evaluate it.
+DEFAULT_LOSSES: dict[str, tuple[Weight, Term]] = {
+    "rgb": (1.0, rgb_l1),
+    "dssim": (0.2, dssim),
+    "mask": (2.0, mask_l1),
+    "depth": (0.5, depth_l1),
+    "depth_ssi": (0.0, depth_ssi),
+    "pose_prior": (0.001, pose_prior),
+    "betas_prior": (0.01, betas_prior),
+    "smooth_joints": (10.0, smooth_joints),
+    "smooth_transl": (10.0, smooth_transl),
+    "scale": (0.01, scale_reg),
+    "opacity": (0.0, opacity_reg),
+    "skinning_drift": (1.0, skinning_drift),
+    "nonrigid": (1.0, nonrigid_reg),
+    "depth_3d": (1.0, make_depth_chamfer()),
+    "camel_point_to_mesh": (10.0, make_camel_point_to_mesh()),
+    "camel_surface": (0.01, camel_surface),
+    "camel_flatness": (0.01, make_camel_flatness()),
+    "camel_coverage": (0.0, make_camel_coverage()),
+}
+
+__all__ = [
+    "DEFAULT_LOSSES",
+    "Frame",
+    "Losses",
+    "PRIOR_JOINT_WEIGHTS",
+    "StepContext",
+    "Term",
+    "Weight",
+    "align_scale_shift",
+    "betas_prior",
+    "camel_nearest_vertices",
+    "camel_surface",
+    "depth_l1",
+    "depth_ssi",
+    "dssim",
+    "make_camel_coverage",
+    "make_camel_flatness",
+    "make_camel_point_to_mesh",
+    "make_camel_surface",
+    "make_depth_chamfer",
+    "make_pose_prior",
+    "make_scale_regularizer",
+    "make_smoothness",
+    "mask_l1",
+    "nonrigid_reg",
+    "opacity_reg",
+    "pose_prior",
+    "resolve_weight",
+    "rgb_l1",
+    "scale_reg",
+    "skinning_drift",
+    "smooth_joints",
+    "smooth_transl",
+    "total_loss",
+    "visible_gaussians",
+    "with_weights",
+]

@@ -1,0 +1,136 @@
+"""Depth terms: metric per-pixel L1, scale-and-shift-invariant L1, and the method's 3D Chamfer."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from hsjax import body as body_lib
+from hsjax import camel
+from hsjax.losses.base import EPS
+from hsjax.losses.base import Term
+from hsjax.losses.camel import camel_nearest_vertices
+
+
+def _depth_weights(render, frame) -> jax.Array:
+  """[F, H, W] pixels where both depths are defined and the person is (mask > 0.5)."""
+  valid = (frame.depth > 0) & (frame.mask > 0.5) & (render.alpha > 0.5)
+  return valid.astype(render.depth.dtype)
+
+
+def depth_l1(render, frame, params, ctx) -> jax.Array:
+  """Metric depth: masked L1 between rendered and observed depth, metres.
+
+  Averaged over the pixels inside the person mask where the observation is valid and the
+  render covers the pixel (alpha > 0.5; elsewhere the expected depth of a few faint
+  Gaussians is meaningless and the mask term takes over). This is the term that pins the
+  root translation along the optical axis, which HMR estimates worst.
+  Zero when the sequence has no depth or only relative depth.
+  """
+  del params, ctx
+  w = _depth_weights(render, frame)
+  err = jnp.sum(w * jnp.abs(render.depth - frame.depth)) / (jnp.sum(w) + EPS)
+  return frame.depth_weight * frame.depth_is_metric * err
+
+
+def align_scale_shift(pred: jax.Array, target: jax.Array, weight: jax.Array
+                      ) -> tuple[jax.Array, jax.Array]:
+  """Least-squares ``(scale, shift)`` with ``scale * pred + shift ≈ target`` on ``weight``.
+
+  Args:
+    pred, target, weight: [H, W] (one frame).
+
+  Returns:
+    ``(scale [], shift [])``; ``(1, 0)`` when fewer than two weighted pixels (or no depth
+    variation) make the system singular.
+  """
+  # Normal equations of min_{s,b} sum w (s p + b - t)^2 (MiDaS, Ranftl et al. 2020, eq. 4).
+  sw = jnp.sum(weight)
+  sp, st = jnp.sum(weight * pred), jnp.sum(weight * target)
+  spp, spt = jnp.sum(weight * pred * pred), jnp.sum(weight * pred * target)
+  det = sw * spp - sp * sp
+  ok = det > 1e-8 * jnp.maximum(sw * sw, 1.0)
+  safe_det = jnp.where(ok, det, 1.0)
+  scale = jnp.where(ok, (sw * spt - sp * st) / safe_det, 1.0)
+  shift = jnp.where(ok, (spp * st - sp * spt) / safe_det, 0.0)
+  return scale, shift
+
+
+def depth_ssi(render, frame, params, ctx) -> jax.Array:
+  """Scale-and-shift-invariant depth for monocular (relative) depth maps.
+
+  Per frame, the rendered depth is aligned to the observation with the least-squares scale
+  and shift inside the mask (:func:`align_scale_shift`), then the masked L1 is taken, in the
+  observation's units. The alignment is differentiated through, so the term is exactly
+  invariant to an affine change of the rendered depth: it constrains the *shape* of the
+  body's depth (limb ordering, bending towards the camera), not its distance.
+  """
+  del params, ctx
+  w = _depth_weights(render, frame)
+  scale, shift = jax.vmap(align_scale_shift)(render.depth, frame.depth, w)
+  aligned = scale[:, None, None] * render.depth + shift[:, None, None]
+  err = jnp.sum(w * jnp.abs(aligned - frame.depth)) / (jnp.sum(w) + EPS)
+  return frame.depth_weight * err
+
+
+def visible_gaussians(render, params, ctx, *, margin: float = 0.03) -> jax.Array:
+  """[F, N] float: 1 for the Gaussians each camera sees, 0 for the others.
+
+  A Gaussian is seen when it projects inside the image (``render.visible``), its reference
+  vertex's posed normal faces the camera, and its centre is no more than ``margin`` metres
+  behind the rendered depth at its pixel (self-occlusion: the torso behind an arm). The
+  test uses the render itself, not the observation, so it holds under a biased depth map;
+  it is a selection, not differentiated.
+  """
+  sg = jax.lax.stop_gradient
+  model, camera = ctx.body_model, ctx.camera
+  means = sg(ctx.gaussians.means)  # [F, N, 3]
+  normals = body_lib.vertex_normals(sg(ctx.body.vertices), model.faces)
+  n = normals[:, camel_nearest_vertices(params, ctx)]  # [F, N, 3]
+  rot, t = camera.world_to_cam[:, :3, :3], camera.world_to_cam[:, :3, 3]
+  centre = -jnp.einsum("fji,fj->fi", rot, t)  # camera centre R^T (-t), world
+  facing = jnp.sum(n * (centre[:, None] - means), -1) > 0
+  z = jnp.einsum("fij,fnj->fni", rot, means)[..., 2] + t[:, None, 2]
+  h, w = render.depth.shape[1:]
+  px = jnp.clip(jnp.floor(sg(render.means2d)).astype(jnp.int32), 0,
+                jnp.array([w - 1, h - 1]))
+  rendered = jax.vmap(lambda d, p: d[p[:, 1], p[:, 0]])(sg(render.depth), px)
+  covered = jax.vmap(lambda a, p: a[p[:, 1], p[:, 0]])(sg(render.alpha), px) > 0.5
+  unoccluded = jnp.where(covered, z <= rendered + margin, True)
+  return (render.visible & facing & unoccluded).astype(jnp.float32)
+
+
+def make_depth_chamfer(beta: float = 0.02, stride: int = 1, max_points: int = 512,
+                       max_means: int = 1024, margin: float = 0.03) -> Term:
+  """The method's 3D depth term: one-sided Huber Chamfer of visible centres to the depth.
+
+  Per minibatch frame, ``hsjax.camel.depth_chamfer`` from the centres of the Gaussians the
+  camera sees (:func:`visible_gaussians`) to the observed depth map inside the mask,
+  unprojected with ``frame.depth_K`` (the intrinsics the depth comes with: a monocular
+  network's own estimate can differ from the camera's). Only the visible side is used
+  because a depth map shows nothing of the back: pulling every Gaussian to the observed
+  surface would flatten the avatar onto its front. Zero without metric depth.
+
+  Args:
+    beta: Huber transition, metres.
+    stride: every ``stride``-th depth row and column is unprojected.
+    max_points: at most this many valid depth pixels per frame, a random subset drawn anew
+      every step (``hsjax.camel.sample_valid``).
+    max_means: at most this many of the visible Gaussians per frame, likewise (a third of
+      the avatar faces the camera unoccluded). The search costs max_means × max_points per
+      frame.
+    margin: occlusion tolerance of :func:`visible_gaussians`, metres.
+  """
+
+  def depth_chamfer(render, frame, params, ctx) -> jax.Array:
+    seen = visible_gaussians(render, params, ctx, margin=margin)
+    step_key = jax.random.fold_in(jax.random.key(0), ctx.step)
+    keys = jax.vmap(lambda i: jax.random.fold_in(step_key, i))(frame.index)
+    per_frame = jax.vmap(lambda m, d, msk, k, w2c, wt, key: camel.depth_chamfer(
+        m, d, msk, k, w2c, beta=beta, means_weights=wt, stride=stride, max_points=max_points,
+        max_means=max_means, key=key))(
+            ctx.gaussians.means, frame.depth, frame.mask, frame.depth_K,
+            ctx.camera.world_to_cam, seen, keys)
+    return frame.depth_weight * frame.depth_is_metric * jnp.mean(per_frame)
+
+  return depth_chamfer
