@@ -3,7 +3,6 @@ format documents it) and read back; the imported cameras and SMPL parameters mus
 same mesh at the same camera-space position as the original."""
 
 import os
-import pickle
 
 import imageio.v3 as iio
 import numpy as np

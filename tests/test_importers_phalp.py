@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
+from hsjax import body as body_lib
 from hsjax.data import load_sequence, synthetic_sequence
-from hsjax.data import synthetic as synthetic_lib
 from hsjax.data.importers import fourdhumans
 
 from test_data_common import small_body  # pylint: disable=unused-import
@@ -51,8 +51,9 @@ def _to_pixels(j2d, height, width):
 
 def _person(model, betas, body_pose, orient, cam_t, mask, height, width, t, frame_path):
   """One track's history entry as get_human_features builds it."""
-  _, joints = synthetic_lib.posed_body(model, betas, body_pose[None], orient[None],
-                                       np.zeros((1, 3)))
+  _, joints = body_lib.pose_frames_host(model, body_lib.SMPLParams(
+      betas=betas, body_pose=body_pose[None], global_orient=orient[None],
+      transl=np.zeros((1, 3))))
   joints = np.concatenate([joints[0], np.zeros((1, 3))])  # PHALP appends one zero joint
   rle = _rle_encode(mask)
   rle["counts"] = rle["counts"].decode("utf-8")
@@ -142,8 +143,7 @@ def ref(small_body):
 
 def _image_joints(model, params, k):
   """Pixels [T, 24, 2] of the SMPL joints of camera-frame ``params`` through ``k``."""
-  _, joints = synthetic_lib.posed_body(model, params.betas, params.body_pose,
-                                       params.global_orient, params.transl)
+  _, joints = body_lib.pose_frames_host(model, params)
   return joints[..., :2] / joints[..., 2:3] * np.diag(k)[:2] + k[:2, 2]
 
 
