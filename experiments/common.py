@@ -79,6 +79,7 @@ class SequenceFlags:
   num_eval_views: Any
   num_novel_pose: Any
   cache_dir: Any
+  track_id: Any = None
 
 
 def define_sequence_flags(default: str = "default") -> SequenceFlags:
@@ -114,6 +115,8 @@ def define_sequence_flags(default: str = "default") -> SequenceFlags:
       cache_dir=flags.DEFINE_string("cache_dir", "", "Synthetic sequences: cache folder "
                                     "(default $HSJAX_CACHE/sequences or "
                                     "~/.cache/hsjax/sequences)."),
+      track_id=flags.DEFINE_integer("track_id", -1, "4dhumans: the PHALP track id (tid) to "
+                                    "import (-1: the longest track)."),
   )
 
 
@@ -123,7 +126,8 @@ def sequence_spec(f: SequenceFlags) -> dict[str, Any]:
           "hmr_noise": f.hmr_noise.value, "num_frames": f.num_frames.value,
           "image_size": f.image_size.value, "depth": f.depth.value,
           "num_eval_views": f.num_eval_views.value, "num_novel_pose": f.num_novel_pose.value,
-          "cache_dir": f.cache_dir.value}
+          "cache_dir": f.cache_dir.value,
+          "track_id": f.track_id.value if f.track_id is not None else -1}
 
 
 def load_sequence(f: SequenceFlags | dict[str, Any], body_model=None):
@@ -163,8 +167,18 @@ def load_sequence(f: SequenceFlags | dict[str, Any], body_model=None):
   if not os.path.exists(name):
     raise InputError(f"--sequence: '{name}' is neither a synthetic sequence name (valid: "
                      f"{sorted(synthetic.PRESETS)}) nor an existing path")
+  kwargs = {}
+  if spec.get("track_id", -1) >= 0:
+    try:
+      from hsjax.data import loaders  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+      resolved = fmt if fmt != "auto" else loaders.detect_format(name)
+    except ValueError as e:
+      raise InputError(f"--sequence={name}: {e}") from e
+    if resolved != "4dhumans":
+      raise InputError(f"--track_id: only for --format=4dhumans, found format '{resolved}'")
+    kwargs["track_id"] = spec["track_id"]
   try:
-    return data.load_sequence(name, format=fmt)
+    return data.load_sequence(name, format=fmt, **kwargs)
   except (FileNotFoundError, ValueError, KeyError) as e:
     raise InputError(f"--sequence={name} (--format={fmt}): {e}") from e
 

@@ -3,7 +3,6 @@ format documents it) and read back; the imported cameras and SMPL parameters mus
 same mesh at the same camera-space position as the original."""
 
 import os
-import pickle
 
 import imageio.v3 as iio
 import numpy as np
@@ -103,67 +102,7 @@ def test_coco_rle_round_trip():
       [0.0, 1.0], [1.0, 0.0]]
 
 
-def _write_4dhumans(model, ref, root, rle_masks):
-  os.makedirs(root / "images")
-  if not rle_masks:
-    os.makedirs(root / "masks")
-  orient, transl = _camera_frame_params(model, ref.gt, ref.cameras.world_to_cam)
-  data = {}
-  for t in range(NUM_FRAMES):
-    name = f"{t:06d}.jpg.png"  # PHALP keeps the frame's own file name
-    iio.imwrite(root / "images" / name, _u8(ref.images[t]))
-    if not rle_masks:
-      iio.imwrite(root / "masks" / f"{t:06d}.jpg.png", _u8(ref.masks[t]))
-    smpl = {"global_orient": Rotation.from_rotvec(orient[t]).as_matrix()[None],
-            "body_pose": Rotation.from_rotvec(ref.gt.body_pose[t]).as_matrix(),
-            "betas": np.asarray(ref.gt.betas)}
-    other = {k: v.copy() for k, v in smpl.items()}
-    entry = {"tracked_ids": [7, 3], "smpl": [other, smpl],
-             "camera": [np.zeros(3), transl[t]], "size": [[48, 48], [48, 48]]}
-    if rle_masks:
-      entry["mask"] = [_rle_encode(np.zeros((48, 48))), _rle_encode(ref.masks[t])]
-    if t == 0:  # the tracked person (id 3) is seen in every frame, id 7 only in the first
-      data[f"out/img/{name}"] = entry
-    else:
-      entry = {k: v[1:] for k, v in entry.items()}
-      entry["tracked_ids"] = [3]
-      data[f"out/img/{name}"] = entry
-  with open(root / "demo_clip.pkl", "wb") as f:
-    pickle.dump(data, f)
-
-
-@pytest.mark.parametrize("rle_masks", [False, True])
-def test_4dhumans_round_trip(small_body, source, tmp_path, rle_masks):
-  _write_4dhumans(small_body, source, tmp_path, rle_masks)
-  seq = load_sequence(str(tmp_path), focal_length=float(source.cameras.K[0, 0, 0]))
-  assert seq.metadata["format"] == "4dhumans" and seq.metadata["track_id"] == 3
-  np.testing.assert_array_equal(seq.cameras.world_to_cam[0], np.eye(4))
-  _assert_same_camera_space(small_body, seq, source)
-  np.testing.assert_array_equal(np.asarray(seq.images), source.images)
-  if rle_masks:
-    np.testing.assert_array_equal(np.asarray(seq.masks), source.masks > 0.5)
-  else:
-    np.testing.assert_allclose(np.asarray(seq.masks), source.masks, atol=1e-6)
-  # The default focal is 4D-Humans' 5000 / 256 * max(H, W).
-  default = load_sequence(str(tmp_path / "demo_clip.pkl"), images_dir=str(tmp_path / "images"),
-                          masks_dir=None if rle_masks else str(tmp_path / "masks"))
-  assert default.cameras.K[0, 0, 0] == pytest.approx(5000.0 / 256 * 48)
-
-
-def test_4dhumans_bad_input(small_body, source, tmp_path):
-  _write_4dhumans(small_body, source, tmp_path, rle_masks=False)
-  with open(tmp_path / "demo_clip.pkl", "rb") as f:
-    data = pickle.load(f)
-  first = sorted(data)[0]
-  data[first]["smpl"][1]["body_pose"] = np.zeros((23, 3))  # axis-angle where PHALP has matrices
-  with open(tmp_path / "demo_clip.pkl", "wb") as f:
-    pickle.dump(data, f)
-  with pytest.raises(ValueError, match=r"body_pose must be \[23, 3, 3\].*found \[23, 3\]"):
-    load_sequence(str(tmp_path), format="4dhumans")
-  with open(tmp_path / "demo_clip.pkl", "wb") as f:
-    pickle.dump({"x": os.system}, f)  # a pickle that references code is refused
-  with pytest.raises(ValueError, match="refusing to unpickle"):
-    load_sequence(str(tmp_path), format="4dhumans")
+# PHALP results as PHALP writes them: tests/test_importers_phalp.py.
 
 
 # ------------------------------------------------------------------------------------------
@@ -182,7 +121,7 @@ def _write_neuman(model, ref, root, scale=2.5):
     f.write(f"1 PINHOLE 48 48 {k[0, 0]} {k[1, 1]} {k[0, 2]} {k[1, 2]}\n")
   poses, alignments, lines = [], {}, ["# Image list\n"]
   for t in range(NUM_FRAMES):
-    name = f"{t:05d}.png"
+    name = f"{t + 1:05d}.png"  # frame 0 of the video was not registered by COLMAP
     iio.imwrite(root / "images" / name, _u8(ref.images[t]))
     iio.imwrite(root / "segmentations" / name, _u8(1.0 - ref.masks[t]))  # 0 = person
     q = Rotation.from_matrix(w2c[t, :3, :3]).as_quat()  # x y z w
@@ -200,8 +139,12 @@ def _write_neuman(model, ref, root, scale=2.5):
     poses.append(np.concatenate([raw_root.as_rotvec(), ref.gt.body_pose[t].reshape(-1)]))
   with open(root / "sparse" / "images.txt", "w") as f:
     f.writelines(lines)
-  with open(root / "smpl_output_optimized.pkl", "wb") as f:
-    pickle.dump({1: {"pose": poses, "betas": [np.asarray(ref.gt.betas)] * NUM_FRAMES}}, f)
+  # As preprocess/optimize_smpl.py writes it: one entry per video frame, indexed by the frame
+  # number in the image name; frame 0 (unregistered) holds a pose that must not be used.
+  joblib = pytest.importorskip("joblib")
+  poses.insert(0, np.full(72, 0.7))
+  joblib.dump({1: {"pose": poses, "betas": [np.asarray(ref.gt.betas)] * (NUM_FRAMES + 1)}},
+              root / "smpl_output_optimized.pkl")
   np.save(root / "alignments.npy", alignments, allow_pickle=True)
 
 
@@ -214,7 +157,10 @@ def test_neuman_round_trip(small_body, source, tmp_path):
   # The world is metric again: camera centres match the original ones.
   np.testing.assert_allclose(seq.cameras.world_to_cam[:, :3, 3],
                              source.cameras.world_to_cam[:, :3, 3], atol=1e-5)
-  _assert_frames(seq, source)
+  np.testing.assert_array_equal(np.asarray(seq.images), source.images)
+  # NeuMan: every pixel that is not background (255) is the person.
+  np.testing.assert_array_equal(np.asarray(seq.masks), _u8(1.0 - source.masks) < 255)
+  assert seq.metadata["frame_ids"] == [1, 2, 3, 4]
   assert seq.gt is None and seq.depth is None
 
 
@@ -335,3 +281,22 @@ def test_format_detection(small_body, source, tmp_path):
   from hsjax.data.loaders import detect_format  # pylint: disable=g-import-not-at-top
   assert detect_format(str(tmp_path / "ps")) == "peoplesnapshot"
   assert detect_format(str(tmp_path / "zju")) == "zju"
+
+
+def test_missing_files_are_named_in_one_line(small_body, source, tmp_path):
+  """PeopleSnapshot / ZJU / NeuMan without their files: one FileNotFoundError naming all."""
+  _write_peoplesnapshot(source, tmp_path / "ps")
+  os.remove(tmp_path / "ps" / "cameras.npz")
+  os.remove(tmp_path / "ps" / "poses" / "anim_nerf_train.npz")
+  with pytest.raises(FileNotFoundError, match=r"ps: not a PeopleSnapshot subject .*missing "
+                     r"cameras\.npz, poses/anim_nerf_train\.npz or poses/train\.npz$"):
+    load_sequence(str(tmp_path / "ps"), format="peoplesnapshot", body_model=small_body)
+  os.makedirs(tmp_path / "zju")
+  np.save(tmp_path / "zju" / "annots.npy", {"cams": {}, "ims": []}, allow_pickle=True)
+  with pytest.raises(FileNotFoundError, match=r"missing new_params or params, mask_cihp or mask"):
+    load_sequence(str(tmp_path / "zju"), format="zju", body_model=small_body)
+  os.makedirs(tmp_path / "neuman" / "images")
+  with pytest.raises(FileNotFoundError, match=r"not a NeuMan scene: missing segmentations, "
+                     r"sparse/cameras\.txt, sparse/images\.txt, smpl_output_optimized\.pkl, "
+                     r"alignments\.npy"):
+    load_sequence(str(tmp_path / "neuman"), format="neuman", body_model=small_body)

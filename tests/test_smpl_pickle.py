@@ -3,6 +3,7 @@
 import os
 import pickle
 import zipfile
+import zlib
 
 import numpy as np
 import pytest
@@ -206,3 +207,145 @@ def test_python2_pickle_with_latin1_buffers(tmp_path):
   path.write_bytes(_py2_pickle_of_array(b"J", array))
   out = smpl_pickle.load_smpl_pickle(str(path))
   np.testing.assert_array_equal(out["J"], array)
+
+
+# ------------------------------------------------------------------------------------------
+# joblib files (joblib 1.6 writes them here; hsjax reads them without importing joblib) and
+# the size cap.
+
+_COMPRESSIONS = [0, 3, ("gzip", 3), ("bz2", 3), ("xz", 3), ("lzma", 3), ("lz4", 3)]
+
+
+def _joblib_dump(obj, path, compress):
+  joblib = pytest.importorskip("joblib")
+  if isinstance(compress, tuple) and compress[0] == "lz4":
+    pytest.importorskip("lz4")
+  joblib.dump(obj, path, compress=compress)
+
+
+@pytest.mark.parametrize("compress", _COMPRESSIONS, ids=str)
+def test_joblib_file_round_trip(tmp_path, compress):
+  """What ``joblib.dump(obj, path, compress=...)`` writes reads back equal: C and Fortran
+  arrays, object arrays (a nested pickle in joblib's stream), numpy scalars, containers."""
+  rng = np.random.default_rng(0)
+  obj = {"c": rng.normal(size=(3, 4)), "f": np.asfortranarray(rng.integers(0, 9, (2, 5))),
+         "o": np.array([{"x": np.ones(2)}, "s"], dtype=object), "scalar": np.float32(2.5),
+         "empty": np.zeros((0, 3)), "nested": [{"k": (1, "z")}, {1, 2}], "b": b"\x00\xff"}
+  path = tmp_path / "out.pkl"
+  _joblib_dump(obj, path, compress)
+  if compress:
+    assert smpl_pickle.compression_of(path.read_bytes()[:8]) is not None
+  out = smpl_pickle.load_pickle(str(path))
+  np.testing.assert_array_equal(out["c"], obj["c"])
+  np.testing.assert_array_equal(out["f"], obj["f"])
+  assert out["f"].flags.f_contiguous and not out["f"].flags.c_contiguous
+  assert out["o"][1] == "s" and np.array_equal(out["o"][0]["x"], np.ones(2))
+  assert out["scalar"] == np.float32(2.5) and out["scalar"].dtype == np.float32
+  assert out["empty"].shape == (0, 3)
+  assert out["nested"] == [{"k": (1, "z")}, {1, 2}] and out["b"] == b"\x00\xff"
+
+
+@pytest.mark.parametrize("compress", [0, 3], ids=str)
+@pytest.mark.parametrize("where", ["top", "object_array"])
+def test_malicious_joblib_file_is_refused_and_runs_nothing(tmp_path, compress, where):
+  """A code-referencing global inside a joblib file (also inside the nested pickle of an
+  object array) is refused before anything runs; joblib.load of the same file runs it."""
+  joblib = pytest.importorskip("joblib")
+  marker = tmp_path / "pwned"
+  payload = _Payload(os.system, (f"touch {marker}",))
+  if where == "object_array":
+    payload = np.array([payload, 1], dtype=object)
+  path = tmp_path / "evil.pkl"
+  joblib.dump({"smpl": np.zeros(3), "x": payload}, path, compress=compress)
+  with pytest.raises(smpl_pickle.UnsafePickleError, match=r"evil\.pkl.*system"):
+    smpl_pickle.load_pickle(str(path))
+  assert not marker.exists()
+  joblib.load(path)  # the control: joblib's own loader runs the payload
+  assert marker.exists()
+
+
+class _Huge:
+  """Pickles as an ndarray that claims 1 TiB: ``_reconstruct`` of a 0-length array, then
+  BUILD with the huge shape (what numpy itself writes, with another shape)."""
+
+  def __reduce__(self):
+    return (np.core.multiarray._reconstruct, (np.ndarray, (0,), b"b"),  # pylint: disable=protected-access
+            (1, (1 << 40,), np.dtype(np.uint8), False, b""))
+
+
+class _HugeDirect:
+  def __reduce__(self):
+    return np.core.multiarray._reconstruct, (np.ndarray, (1 << 40,), b"b")  # pylint: disable=protected-access
+
+
+def _joblib_record(shape, dtype="uint8"):
+  joblib = pytest.importorskip("joblib")
+  wrapper = joblib.numpy_pickle.NumpyArrayWrapper(np.ndarray, shape, "C", np.dtype(dtype))
+  return pickle.dumps({"mask": wrapper}, protocol=4)
+
+
+@pytest.mark.parametrize("kind", ["build", "build_p4", "reconstruct", "joblib", "joblib_zlib"])
+def test_terabyte_array_is_refused_with_a_clear_message(tmp_path, kind):
+  """A file asking for a 1 TiB array is refused before the allocation: a PickleTooLargeError
+  (a ValueError) naming the file, the shape and the limit; never a MemoryError."""
+  import warnings  # pylint: disable=g-import-not-at-top
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)  # np.core in the fixtures' pickles
+    blob = {"build": lambda: pickle.dumps({"a": _Huge()}, protocol=2),
+            "reconstruct": lambda: pickle.dumps({"a": _HugeDirect()}, protocol=4),
+            "joblib": lambda: _joblib_record((1 << 40,)),
+            "joblib_zlib": lambda: zlib.compress(_joblib_record((1 << 20, 1 << 20)), 3),
+            "build_p4": lambda: pickle.dumps({"a": _Huge()}, protocol=4)}[kind]()
+  path = tmp_path / "huge.pkl"
+  path.write_bytes(blob)
+  with pytest.raises(smpl_pickle.PickleTooLargeError,
+                     match=r"huge\.pkl.*refusing an array of shape .*1\.0 TiB.*limit of 2\.0 GiB"):
+    smpl_pickle.load_pickle(str(path))
+
+
+def test_calling_ndarray_is_refused(tmp_path):
+  """``numpy.ndarray`` resolves only as _reconstruct's type argument: calling it (which would
+  allocate any shape) fails as a malformed file, not a MemoryError."""
+  path = tmp_path / "call.pkl"
+  path.write_bytes(pickle.dumps({"a": _Payload(np.ndarray, ((1 << 40,), "u1"))}, protocol=4))
+  with pytest.raises(ValueError, match=r"call\.pkl: not a readable pickle"):
+    smpl_pickle.load_pickle(str(path))
+
+
+def test_size_cap_is_configurable(tmp_path, monkeypatch):
+  """``max_bytes=`` and ``$HSJAX_PICKLE_MAX_BYTES`` set the cap: on arrays, on .npy / .npz
+  members and on how far a compressed stream may inflate (a decompression bomb)."""
+  array = np.zeros(4096, np.float64)  # 32 KiB
+  path = tmp_path / "a.pkl"
+  path.write_bytes(pickle.dumps({"a": array}))
+  assert smpl_pickle.load_pickle(str(path))["a"].shape == (4096,)
+  with pytest.raises(smpl_pickle.PickleTooLargeError, match="32.0 KiB"):
+    smpl_pickle.load_pickle(str(path), max_bytes=16 << 10)
+  monkeypatch.setenv("HSJAX_PICKLE_MAX_BYTES", str(16 << 10))
+  with pytest.raises(smpl_pickle.PickleTooLargeError, match="HSJAX_PICKLE_MAX_BYTES"):
+    smpl_pickle.load_pickle(str(path))
+  np.save(tmp_path / "a.npy", array)
+  with pytest.raises(smpl_pickle.PickleTooLargeError, match=r"a\.npy"):
+    smpl_pickle.load_npy(str(tmp_path / "a.npy"))
+  np.savez(tmp_path / "m.npz", v_template=array)
+  with pytest.raises(smpl_pickle.PickleTooLargeError, match=r"m\.npz:v_template"):
+    smpl_pickle.load_npz_restricted(str(tmp_path / "m.npz"))
+  monkeypatch.delenv("HSJAX_PICKLE_MAX_BYTES")
+  bomb = tmp_path / "bomb.pkl"
+  bomb.write_bytes(zlib.compress(b"\x80\x04" + b"\x00" * (1 << 20), 9))  # 1 MiB from ~1 KiB
+  assert bomb.stat().st_size < 4096
+  with pytest.raises(smpl_pickle.PickleTooLargeError, match=r"bomb\.pkl.*inflates to more"):
+    smpl_pickle.load_pickle(str(bomb), max_bytes=64 << 10)
+  monkeypatch.setenv("HSJAX_PICKLE_MAX_BYTES", "lots")
+  with pytest.raises(ValueError, match="HSJAX_PICKLE_MAX_BYTES: expected a number"):
+    smpl_pickle.load_pickle(str(path))
+
+
+def test_smpl_body_file_written_with_joblib(tmp_path, chumpy_classes):
+  """An SMPL dict saved with joblib (compressed) reads through the same path."""
+  ch, _, _ = chumpy_classes
+  shapedirs = np.random.default_rng(2).normal(size=(5, 3, 2))
+  path = tmp_path / "smpl.pkl"
+  _joblib_dump({"shapedirs": _make(ch, x=shapedirs), "f": np.zeros((2, 3), np.int32)}, path, 3)
+  out = smpl_pickle.load_smpl_pickle(str(path))
+  np.testing.assert_array_equal(out["shapedirs"], shapedirs)

@@ -49,5 +49,12 @@ def load_sequence(path: str, format: str = "auto",  # pylint: disable=redefined-
   if format == "hsjax":
     return io_lib.load_hsjax(path)
   if format in FORMATS:
-    return importers.IMPORTERS[format](path, **kwargs)
+    try:
+      return importers.IMPORTERS[format](path, **kwargs)
+    except (FileNotFoundError, ValueError):
+      raise
+    except (KeyError, IndexError, TypeError, AttributeError, OSError, EOFError) as e:
+      # A layout the importer did not anticipate: still one message naming the input.
+      raise ValueError(f"{path}: not a readable '{format}' input ({type(e).__name__}: {e}); "
+                       "see hsjax/data/README.md for the layout") from e
   raise ValueError(f"unknown sequence format '{format}'; valid: {('auto',) + FORMATS}")

@@ -94,6 +94,8 @@ class Sequence:
   fps: float = 30.0
   eval_views: list["Sequence"] = dataclasses.field(default_factory=list)
   novel_pose: "Sequence | None" = None
+  # Free-form JSON. Keys listed in ``metadata["per_frame"]`` hold one entry per frame (e.g. an
+  # importer's ``bbox_xywh [T, 4]``, ``keypoints_2d [T, J, 2]``) and are sliced with the frames.
   metadata: dict = dataclasses.field(default_factory=dict)
 
   def __len__(self) -> int:
@@ -147,8 +149,13 @@ class Sequence:
     cams = Camera(K=np.asarray(self.cameras.K)[idx],
                   world_to_cam=np.asarray(self.cameras.world_to_cam)[idx],
                   width=self.cameras.width, height=self.cameras.height)
+    metadata = dict(self.metadata)
+    for key in self.metadata.get("per_frame", ()):
+      if key in metadata:
+        metadata[key] = [metadata[key][i] for i in idx]
     return dataclasses.replace(
-        self, images=take(self.images), masks=take(self.masks), depth=take(self.depth),
+        self, metadata=metadata, images=take(self.images), masks=take(self.masks),
+        depth=take(self.depth),
         depth_K=None if self.depth_K is None else np.asarray(self.depth_K)[idx],
         cameras=cams, hmr=params(self.hmr), gt=params(self.gt), fps=self.fps / step,
         eval_views=[v.slice(start, stop, step) for v in self.eval_views])

@@ -21,30 +21,43 @@ _IMAGE_EXTS = (".png", ".jpg", ".jpeg")
 
 
 def read_pickle(path: str):
-  """A pickle of numpy arrays and containers, read without running code."""
-  with open(path, "rb") as f:
-    data = f.read()
-  if b"joblib.numpy_pickle" in data[:4096] or b"NumpyArrayWrapper" in data:
-    raise ValueError(f"{path}: a joblib-format pickle; hsjax reads plain pickles only "
-                     "(convert with `pickle.dump(joblib.load(path), f)` in a trusted session)")
+  """A pickle or ``joblib.dump`` file (compressed or not), read without running code.
+
+  Raises:
+    FileNotFoundError: no such file (the message names it).
+    ValueError: a refused (code-referencing or over-size) or malformed file; the message names
+      the file.
+  """
   try:
-    return smpl_pickle.restricted_loads(data, source=path)
+    return smpl_pickle.load_pickle(path)
   except smpl_pickle.UnsafePickleError as e:
-    raise ValueError(f"{path}: refusing to unpickle: {e}") from e
+    raise ValueError(f"refusing to unpickle: {e}") from e
 
 
 def read_npy_object(path: str):
-  """An ``.npy`` holding a pickled object (e.g. a dict), read without running code."""
-  with open(path, "rb") as f:
-    version = np.lib.format.read_magic(f)
-    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                   else np.lib.format.read_array_header_2_0)
-    dtype = read_header(f)[2]
-    if dtype != object:
-      f.seek(0)
-      return np.load(f, allow_pickle=False)
-    obj = smpl_pickle.restricted_loads(f.read(), source=path)
-  return obj.item() if isinstance(obj, np.ndarray) and obj.ndim == 0 else obj
+  """An ``.npy`` (numeric, or holding a pickled object such as a dict), read without running
+  code; a 0-d object array becomes the object it holds."""
+  try:
+    return smpl_pickle.load_npy(path)
+  except smpl_pickle.UnsafePickleError as e:
+    raise ValueError(f"refusing to unpickle: {e}") from e
+
+
+def require_files(root: str, names, what: str) -> None:
+  """Raises one ``FileNotFoundError`` naming every missing file of a layout.
+
+  Args:
+    root: the sequence folder.
+    names: paths relative to ``root`` (a tuple of alternatives counts as present if any is).
+    what: the layout, for the message (e.g. "a PeopleSnapshot subject").
+  """
+  missing = []
+  for name in names:
+    alts = name if isinstance(name, tuple) else (name,)
+    if not any(os.path.exists(os.path.join(root, a)) for a in alts):
+      missing.append(" or ".join(alts))
+  if missing:
+    raise FileNotFoundError(f"{root}: not {what}: missing {', '.join(missing)}")
 
 
 def frame_list(folder: str, field: str, exts=_IMAGE_EXTS) -> list[str]:

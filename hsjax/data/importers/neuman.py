@@ -62,17 +62,30 @@ def _read_colmap_images(path: str) -> dict[str, tuple[int, np.ndarray]]:
   return out
 
 
+def _load_segmentation(p: str) -> np.ndarray:
+  """NeuMan's segmentation (0 = person, 255 = background; ``.npy`` or image) -> person mask."""
+  seg = np.load(p, allow_pickle=False) if p.endswith(".npy") else io_lib.load_mask(p) * 255.0
+  seg = np.asarray(seg, np.float32)
+  return (seg.reshape(seg.shape[:2]) < 254.5).astype(np.float32)  # as NeuMan: != 255
+
+
 def load_neuman(path: str, *, body_model: body_lib.BodyModel | None = None,
                 fps: float = 30.0) -> seq_lib.Sequence:
   """Imports a NeuMan scene (as released, also read by HUGS).
 
-  Assumed layout: ``images/<name>.png``; ``segmentations/<name>.png`` with **0 = person,
-  255 = background**; ``sparse/cameras.txt`` and ``sparse/images.txt`` (COLMAP text,
-  PINHOLE, world-to-camera quaternions w x y z); ``smpl_output_optimized.pkl`` = a dict with
-  one person ``{id: {"pose": [T x (72,)], "betas": [T x (10,)]}}`` in the order of the sorted
-  images; ``alignments.npy`` = a pickled dict ``name -> [4, 3]`` whose transpose is the top
-  3x4 of the transform taking the posed SMPL mesh (no translation) into the COLMAP world,
-  ``x_w = A[:3]^T x + A[3]``, scale included.
+  Layout, as apple/ml-neuman writes and reads it (``preprocess/optimize_smpl.py``,
+  ``data_io/neuman_helper.py`` ``NeuManReader``, commit eaa4665): the frames are the images
+  registered in ``sparse/images.txt`` (COLMAP text, world-to-camera quaternions w x y z;
+  ``sparse/cameras.txt`` PINHOLE or SIMPLE_PINHOLE), sorted by name, at ``images/<name>``;
+  ``segmentations/<name>.npy`` or ``segmentations/<name>`` with **0 = person,
+  255 = background**; ``smpl_output_optimized.pkl`` written by
+  ``joblib.dump({1: {"pose": [N x (72,)], "betas": [N x (10,)]}}, path)`` (one person), the
+  lists indexed by the **frame number in the image name** (``int(name[:-4])``), not by the
+  position among registered images; ``alignments.npy`` = ``np.save`` of a dict
+  ``name -> A [4, 3]``: NeuMan builds the 4x4 ``M`` with ``M[:, :3] = A``,
+  ``M[:, 3] = (0, 0, 0, 1)`` and maps the posed SMPL mesh (``transl = 0``) into the COLMAP
+  world with ``Mᵀ``: ``x_w = A[:3]ᵀ x + A[3]``, scale included (``read_scene`` with
+  ``normalize=False``, scale 1).
 
   Conversion: the alignment is split into scale ``s`` (cube root of its determinant) and a
   rotation; the COLMAP world is divided by the median ``s`` so that the world is in metres
@@ -82,26 +95,45 @@ def load_neuman(path: str, *, body_model: body_lib.BodyModel | None = None,
   estimates (``hmr``), there is no ground truth.
   """
   model = common.body_model_or_default(body_model)
-  image_paths = common.frame_list(os.path.join(path, "images"), "images")
-  names = [os.path.basename(p) for p in image_paths]
-  seg_dir = os.path.join(path, "segmentations")
-  mask_paths = [os.path.join(seg_dir, n) for n in names]
-  missing = [p for p in mask_paths if not os.path.exists(p)]
-  if missing:
-    raise FileNotFoundError(f"{seg_dir}: {len(missing)} segmentations missing, e.g. {missing[0]}")
+  common.require_files(path, ("images", "segmentations", "sparse/cameras.txt",
+                              "sparse/images.txt", "smpl_output_optimized.pkl",
+                              "alignments.npy"), "a NeuMan scene")
   cams = _read_colmap_cameras(os.path.join(path, "sparse", "cameras.txt"))
   imgs = _read_colmap_images(os.path.join(path, "sparse", "images.txt"))
+  names = sorted(imgs)
+  if not names:
+    raise ValueError(f"{path}/sparse/images.txt: no registered image")
+  image_paths = [os.path.join(path, "images", n) for n in names]
+  seg_dir = os.path.join(path, "segmentations")
+  mask_paths = [os.path.join(seg_dir, n + ".npy") if os.path.exists(
+      os.path.join(seg_dir, n + ".npy")) else os.path.join(seg_dir, n) for n in names]
+  missing = [p for p in image_paths + mask_paths if not os.path.exists(p)]
+  if missing:
+    raise FileNotFoundError(f"{path}: {len(missing)} images / segmentations of the images "
+                            f"registered in sparse/images.txt not found, e.g. {missing[0]}")
+  frame_ids = []
+  for n in names:
+    stem = os.path.splitext(n)[0]
+    if not stem.isdigit():
+      raise ValueError(f"{path}/sparse/images.txt: image '{n}' expected a numeric frame name "
+                       "(NeuMan indexes the SMPL fits by it)")
+    frame_ids.append(int(stem))
   smpl_path = os.path.join(path, "smpl_output_optimized.pkl")
   smpl = common.read_pickle(smpl_path)
   if not isinstance(smpl, dict) or len(smpl) != 1:
     raise ValueError(f"{smpl_path}: expected a dict with one person, found "
                      f"{type(smpl).__name__} with {len(smpl) if isinstance(smpl, dict) else 0}")
   person = next(iter(smpl.values()))
-  poses = np.asarray(person["pose"], np.float64)
-  betas = np.asarray(person["betas"], np.float64).reshape(len(person["betas"]), -1)
-  if poses.shape != (len(names), 72):
-    raise ValueError(f"{smpl_path}: field 'pose' must be [{len(names)}, 72] (one per image), "
-                     f"found {list(poses.shape)}")
+  if not isinstance(person, dict) or not {"pose", "betas"} <= set(person):
+    raise ValueError(f"{smpl_path}: expected {{id: {{'pose': [...], 'betas': [...]}}}}, found "
+                     f"{sorted(person) if isinstance(person, dict) else type(person).__name__}")
+  all_poses = np.asarray(person["pose"], np.float64).reshape(len(person["pose"]), -1)
+  all_betas = np.asarray(person["betas"], np.float64).reshape(len(person["betas"]), -1)
+  if all_poses.shape[1] != 72 or max(frame_ids) >= min(len(all_poses), len(all_betas)):
+    raise ValueError(f"{smpl_path}: field 'pose' expected [N, 72] with N > {max(frame_ids)} "
+                     f"(the largest frame number), found {list(all_poses.shape)} and "
+                     f"{len(all_betas)} betas")
+  poses, betas = all_poses[frame_ids], all_betas[frame_ids]
   align_path = os.path.join(path, "alignments.npy")
   alignments = common.read_npy_object(align_path)
   k_all, w2c_all, rots, ts, scales = [], [], [], [], []
@@ -139,12 +171,13 @@ def load_neuman(path: str, *, body_model: body_lib.BodyModel | None = None,
   seq = seq_lib.Sequence(
       name=os.path.basename(os.path.normpath(path)),
       images=common.lazy_frames(image_paths, io_lib.load_image, (h, w, 3), "images"),
-      masks=common.lazy_frames(mask_paths, lambda p: 1.0 - io_lib.load_mask(p), (h, w), "masks"),
+      masks=common.lazy_frames(mask_paths, _load_segmentation, (h, w), "masks"),
       depth=None, depth_kind=None,
       cameras=Camera(K=np.asarray(k_all, np.float32), world_to_cam=w2c_all.astype(np.float32),
                      width=w, height=h),
       hmr=hmr, gt=None, fps=fps,
-      metadata={"format": "neuman", "source": os.path.abspath(path),
+      metadata={"format": "neuman", "source": os.path.abspath(path), "frame_ids": frame_ids,
+                "per_frame": ["frame_ids"],
                 "alignment_scale": {"median": scale, "min": float(np.min(scales)),
                                     "max": float(np.max(scales))},
                 "world_frame": "COLMAP world divided by the median alignment scale (metres)"})

@@ -34,6 +34,9 @@ def load_peoplesnapshot(path: str, *, split: str = "train", frames: slice | None
   (``hmr_noise``, a preset name, replaces ``hmr`` by simulated HMR errors, seeded).
   """
   model = common.body_model_or_default(body_model)
+  common.require_files(path, ("images", "masks", "cameras.npz",
+                              (f"poses/anim_nerf_{split}.npz", f"poses/{split}.npz")),
+                       f"a PeopleSnapshot subject (InstantAvatar preprocessing, split '{split}')")
   image_paths = common.frame_list(os.path.join(path, "images"), "images")
   mask_paths = common.frame_list(os.path.join(path, "masks"), "masks", (".npy", ".png"))
   if len(mask_paths) != len(image_paths):
@@ -60,6 +63,9 @@ def load_peoplesnapshot(path: str, *, split: str = "train", frames: slice | None
                      f"{list(body_pose.shape)}")
   with np.load(os.path.join(path, "cameras.npz"), allow_pickle=False) as f:
     cam = {k: f[k] for k in f.files}
+  for key in ("intrinsic", "extrinsic", "height", "width"):
+    if key not in cam:
+      raise ValueError(f"{path}/cameras.npz: field '{key}' expected, found {sorted(cam)}")
   h, w = int(cam["height"]), int(cam["width"])
   gt = body_lib.SMPLParams(betas=common.fit_betas(p["betas"], model, pose_path),
                            body_pose=body_pose.reshape(num, 23, 3),

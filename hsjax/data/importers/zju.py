@@ -38,6 +38,8 @@ def load_zju(path: str, *, camera: int = 0, eval_cameras: list[int] | None = Non
   fits become ``gt`` and ``hmr`` (``hmr_noise`` simulates HMR errors instead).
   """
   model = common.body_model_or_default(body_model)
+  common.require_files(path, ("annots.npy", ("new_params", "params"), ("mask_cihp", "mask")),
+                       "a ZJU-MoCap sequence (Neural Body layout)")
   annots_path = os.path.join(path, "annots.npy")
   annots = common.read_npy_object(annots_path)
   if not isinstance(annots, dict) or "cams" not in annots or "ims" not in annots:
