@@ -233,10 +233,14 @@ def retarget_deepmimic(path: str, *, rest="auto", name: str | None = None, **opt
   if steps.size and np.ptp(steps) < 1e-4:
     times = np.arange(len(times)) / native_fps  # evenly spaced: the nominal times
   joint_map = dict(DM_JOINT_MAP, **{chest_joint(rest_joints): "chest"})
+  options = dict(LEGACY_OPTIONS, **options)
+  if options["placement"] != "none" and rest_name and "body" not in options:
+    from hsjax.motion import placement  # pylint: disable=g-import-not-at-top
+    options["body"] = placement.body_points(rest_name)  # the mesh, not just the joints
   motion, info = retarget_lib.retarget(
       SOURCE_SKELETON, local_rot, local_trans, native_fps, joint_map, axes=DM_AXES,
       scale=target_height / DM_PELVIS_HEIGHT, rest=rest_joints, spread=False, name=name,
-      loop=loop, source=path, **dict(LEGACY_OPTIONS, **options))
+      loop=loop, source=path, **options)
   return motion, info, times
 
 

@@ -17,8 +17,9 @@ that after retargeting, host-side (numpy, float64), in four steps:
 3. **Legs.** Each planted foot is moved the rest of the way by two-bone IK on hip, knee and
    ankle (:func:`two_bone_ik`), keeping the foot's world orientation; the IK blends out over
    ``ramp`` frames either side of a contact.
-4. **Floor.** Hands below the floor are lifted by arm IK (the wrist keeps its world
-   orientation, so the hand moves rigidly); a swinging foot below it by leg IK; any other
+4. **Floor.** Hands below the floor are first bent up at the wrist (:func:`bend_hand`, up to
+   90°), then lifted by arm IK (the wrist keeps its world orientation, so the hand moves
+   rigidly); a swinging foot below it by leg IK; any other
    part below it (knees, trunk, head) by raising the root, in frames where the source's
    corresponding joint is clear of its own floor. The planted feet are then put back by
    step 3.
@@ -244,6 +245,60 @@ def two_bone_ik(glob: np.ndarray, joints: np.ndarray, chain: tuple[int, int, int
   return glob
 
 
+def bend_hand(body: BodyPoints, glob: np.ndarray, joints: np.ndarray, wrist: int, parts,
+              max_deg: float = 90.0, step_deg: float = 10.0) -> np.ndarray:
+  """Turns a hand that reaches below the floor up about its wrist (dorsiflexion), by the
+  smallest multiple of ``step_deg`` up to ``max_deg`` that clears the floor.
+
+  A source with rigid or short hands (DeepMimic's character, many BVH skeletons) leans on a
+  wrist where SMPL's longer, straight hand would dig in; a person puts the palm down. The
+  forearm is untouched; only the hand's orientation changes, about the horizontal axis
+  across the hand.
+
+  Args:
+    body: the body points.
+    glob: [T, 24, 3, 3] world rotations.
+    joints: [T, 24, 3] posed joints.
+    wrist: the wrist joint (20 or 21); ``parts`` its hand's joints (wrist and hand).
+
+  Returns:
+    ``glob`` with the wrist's world rotation changed where the hand was below the floor.
+  """
+  mask = body.mask(parts)
+  sub = BodyPoints(rest=body.rest, points=body.points[mask], weights=body.weights[mask],
+                   part=body.part[mask], mesh=body.mesh)
+  low = skin(sub, glob, joints)[..., 1].min(1)
+  todo = np.flatnonzero(low < 0)
+  if todo.size == 0:
+    return glob
+  hand = skeleton.BONE_CHILD[wrist]
+  direction = joints[todo, hand] - joints[todo, wrist]
+  up = np.array([0.0, 1.0, 0.0])
+  axis = np.cross(direction, up)
+  forearm = joints[todo, wrist] - joints[todo, skeleton.SMPL_PARENTS[wrist]]
+  axis = np.where(np.linalg.norm(axis, axis=-1, keepdims=True) > 1e-6, axis,
+                  np.cross(forearm, up))
+  axis /= np.maximum(np.linalg.norm(axis, axis=-1, keepdims=True), 1e-12)
+  pivot = joints[todo, wrist]
+  base = glob[todo, wrist].copy()
+  done = np.zeros(todo.size, bool)
+  for deg in np.arange(step_deg, max_deg + 1e-9, step_deg):
+    turn = rotations_np.axis_angle_to_matrix(axis * np.radians(deg))
+    trial = glob[todo].copy()
+    trial[:, wrist] = turn @ base
+    trial[:, hand] = turn @ glob[todo, hand]
+    moved = joints[todo].copy()
+    moved[:, hand] = pivot + np.einsum("tij,tj->ti", turn, joints[todo, hand] - pivot)
+    clear = skin(sub, trial, moved)[..., 1].min(1) >= 0
+    pick = ~done & (clear | (deg >= max_deg - 1e-9))
+    glob[todo[pick], wrist] = trial[pick, wrist]
+    glob[todo[pick], hand] = trial[pick, hand]
+    done |= pick
+    if done.all():
+      break
+  return glob
+
+
 def _locals(glob: np.ndarray) -> np.ndarray:
   local = np.empty_like(glob)
   local[:, 0] = glob[:, 0]
@@ -382,14 +437,19 @@ def place(motion: motion_lib.Motion, info, body: BodyPoints, *, height_tol: floa
       glob, joints = forward(body.rest, local, transl)
     if it == iterations:
       break
-    # Step 4: hands and swinging feet above the floor by IK, other parts by the root.
+    # Step 4: hands bent up at the wrist, then hands and swinging feet lifted by IK, other
+    # parts by the root.
+    for wrist, parts in ((20, LEFT_HAND_PARTS), (21, RIGHT_HAND_PARTS)):
+      glob = bend_hand(body, glob, joints, wrist, parts)
+    local = _locals(glob)
+    glob, joints = forward(body.rest, local, transl)
     points = skin(body, glob, joints)
     for side, (chain, parts) in enumerate(zip(ARM_CHAINS + LEG_CHAINS,
                                               (LEFT_HAND_PARTS, RIGHT_HAND_PARTS,
                                                LEFT_FOOT_PARTS, RIGHT_FOOT_PARTS))):
       depth = np.maximum(0.0, -points[:, body.mask(parts), 1].min(1))
-      if side >= 2:
-        depth = np.where(contacts[:, side - 2], 0.0, depth)
+      if side >= 2:  # a swinging foot; with no foot planted the root lifts it instead
+        depth = np.where(contacts[:, side - 2] | ~any_contact, 0.0, depth)
       act = depth > 1e-4
       if act.any():
         lift = np.zeros((int(act.sum()), 3))
@@ -400,7 +460,8 @@ def place(motion: motion_lib.Motion, info, body: BodyPoints, *, height_tol: floa
     glob, joints = forward(body.rest, local, transl)
     points = skin(body, glob, joints)
     others = ~body.mask(LEFT_FOOT_PARTS + RIGHT_FOOT_PARTS + LEFT_HAND_PARTS + RIGHT_HAND_PARTS)
-    lift = np.zeros(num_frames)
+    feet_m = body.mask(LEFT_FOOT_PARTS + RIGHT_FOOT_PARTS)
+    lift = np.where(any_contact, 0.0, np.maximum(0.0, -points[:, feet_m, 1].min(1)))
     for k in np.unique(body.part[others]):
       clear = _source_clear(info, int(k), floor, clearance)
       depth = np.maximum(0.0, -points[:, body.part == k, 1].min(1))

@@ -392,7 +392,7 @@ def _leg_length(pos: np.ndarray, index: dict[int, int]) -> float | None:
 def retarget(skel: SourceSkeleton, local_rot: np.ndarray, local_trans: np.ndarray, fps: float,
              joint_map="auto", *, axes=None, scale: float | None = None, rest="auto",
              spread: bool = True, trunk: str = "align", twist: float | None = None,
-             placement: str = "auto", name: str = "", loop: bool = False,
+             placement: str = "auto", body=None, name: str = "", loop: bool = False,
              source: str = "<source>") -> tuple[motion_lib.Motion, RetargetInfo]:
   """Retargets a source motion onto SMPL (algorithm in the module docstring).
 
@@ -419,6 +419,9 @@ def retarget(skel: SourceSkeleton, local_rot: np.ndarray, local_trans: np.ndarra
       feet's soles in the source's foot contacts, planted feet held still, no body part below
       the floor where the source's is above it); ``"none"`` keeps ``transl`` as the scaled
       source pelvis path (step 5).
+    body: the target body's points for placement
+      (:class:`hsjax.motion.placement.BodyPoints`); None: those of ``rest`` (the default
+      body's mesh for ``"default"``, joints and soles otherwise).
     name: clip name.
     loop: whether the clip is a cycle.
     source: file name for error messages.
@@ -562,7 +565,8 @@ def retarget(skel: SourceSkeleton, local_rot: np.ndarray, local_trans: np.ndarra
                       parents=tuple(skel.parents))
   if placement == "contact":
     from hsjax.motion import placement as placement_lib  # pylint: disable=g-import-not-at-top
-    body = placement_lib.body_points(rest if isinstance(rest, str) else smpl_rest)
+    if body is None:
+      body = placement_lib.body_points(rest if isinstance(rest, str) else smpl_rest)
     motion, report = placement_lib.place(motion, info, body)
     info = dataclasses.replace(info, placement=report)
   return motion, info
