@@ -13,7 +13,8 @@ the retargeted parameters on the target rest skeleton, its mesh skinned on it) a
 * **spine**: angle per trunk segment between mapped joints (spine1 up to the neck), mean over
   segments and frames; ``pelvis`` is the pelvis-to-lowest-spine segment, which lies in the
   pelvis in both skeletons: its error is the constant angle between the two rests'
-  segments (anatomy, not pose), so it is shown apart and not in the mean;
+  segments (anatomy, not pose), so it is shown apart and not in the mean; ``trunk`` is
+  pelvis to neck in one segment (the "spine" column of the shipped clips' README);
 * **floor** (cm): the deepest point below the floor of the feet, hands, joints and whole mesh
   in frames where the source's corresponding joint is clear of its floor, and the largest
   height of a planted sole above the floor;
@@ -32,6 +33,11 @@ Commands::
   # the retargeting defaults (trunk aligned, twist shared, contact placement)
   pip download --no-deps pybullet==3.2.7 -d /tmp/pybullet_wheel
   python3 experiments/retarget_quality.py --wheel=/tmp/pybullet_wheel/pybullet-3.2.7-*.whl
+
+  # the shipped clips as built (tools/build_motions.py retargets with these options; the
+  # "trunk" column is the README's "spine")
+  python3 experiments/retarget_quality.py --wheel=/tmp/pybullet_wheel/pybullet-3.2.7-*.whl \
+      --trunk=keep --twist=0 --placement=none
 
   # any files of your own (BVH with a preset or auto joint map, DeepMimic .txt/.json)
   python3 experiments/retarget_quality.py --inputs=a.bvh,b.bvh --joint_map=auto
@@ -131,6 +137,8 @@ def measure(path: str) -> dict:
   out["twist"] = _stat([np.abs(v) for k, v in twist.items() if "elbow" not in k])
   out["elbow_twist"] = _stat([np.abs(v) for k, v in twist.items() if "elbow" in k])
 
+  if "spine" in errors:  # pelvis to neck in one (the shipped clips' README column)
+    out["trunk"] = _stat([errors["spine"]])
   segments = quality.spine_segment_errors(motion, info)
   out["spine_segments"] = {k: float(v.mean()) for k, v in segments.items()}
   upper = [v for k, v in segments.items() if not k.startswith("pelvis-")]
@@ -181,7 +189,7 @@ def passes(res: dict) -> bool:
 
 def table(results: dict) -> str:
   head = (f"{'clip':22s} {'frames':>6s} {'limbs':>11s} {'ik/free':>11s} {'twist':>5s} "
-          f"{'elbow':>5s} {'spine':>5s} {'pelvis':>6s} {'feet':>5s} {'hands':>5s} "
+          f"{'elbow':>5s} {'spine':>5s} {'pelvis':>6s} {'trunk':>5s} {'feet':>5s} {'hands':>5s} "
           f"{'joints':>6s} {'mesh':>5s} {'sole':>5s} {'skate src/tgt':>13s} {'kept':>5s} "
           f"{'pinch wrist':>12s} {'pinch elbow':>12s} ok")
   lines = [head]
@@ -196,7 +204,8 @@ def table(results: dict) -> str:
     lines.append(
         f"{name:22s} {r['frames']:6d} {r['limbs']['mean']:5.2f}/{r['limbs']['max']:5.1f} {ik} "
         f"{r['twist']['mean']:5.2f} {r['elbow_twist']['mean']:5.1f} {r['spine']['mean']:5.2f} "
-        f"{r['pelvis_segment']['mean']:6.1f} {100 * pen['feet']['max']:5.1f} "
+        f"{r['pelvis_segment']['mean']:6.1f} {r.get('trunk', {'mean': np.nan})['mean']:5.2f} "
+        f"{100 * pen['feet']['max']:5.1f} "
         f"{100 * pen['hands']['max']:5.1f} {100 * pen['joints']['max']:6.1f} "
         f"{100 * pen['mesh']['max']:5.1f} {100 * fl['sole_height']['max']:5.1f} "
         f"{100 * fl['source_skate']:6.1f}/{100 * fl['skate']:6.1f} "

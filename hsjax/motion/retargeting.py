@@ -14,8 +14,11 @@ Algorithm (all host-side numpy, float64):
    smallest rotation taking SMPL's rest bone (``k`` to the next mapped joint along its chain,
    e.g. shoulder→elbow) onto the source's rest bone. A source in an A-pose, an I-pose or a
    T-pose therefore maps its rest onto SMPL's T-pose, and the twist about the bone follows the
-   source joint. Trunk joints (:data:`TRUNK_JOINTS`: pelvis, spine, neck, head) take no
-   correction: both rests stand upright, and SMPL's curved spine stays curved. A mapped hand
+   source joint. Trunk joints (:data:`TRUNK_JOINTS`) take the same correction with
+   ``trunk="align"`` (the default), so that each SMPL trunk segment points along the
+   source's (SMPL's rest curve is straightened to the source's); the pelvis never does (the
+   hips hang on it), so the pelvis-to-spine1 segment keeps the two rests' constant angle.
+   With ``trunk="keep"`` they take none: SMPL's curved spine stays curved. A mapped hand
    or wrist with no mapped joint below it takes the correction of its nearest mapped
    ancestor (a source wrist rigid on its forearm leaves SMPL's wrist at the identity); a
    mapped ankle or toe with none below it takes no correction (standing rests have flat
@@ -33,13 +36,25 @@ Algorithm (all host-side numpy, float64):
    followed by a mapped one shares that joint's rotation relative to the run's parent equally
    (``R^(1/n)`` each), so that a single source chest joint bends the whole SMPL spine
    (``spread=True``, the default; the DeepMimic importer turns it off, see
-   :mod:`hsjax.motion.deepmimic`).
+   :mod:`hsjax.motion.deepmimic`). With ``trunk="align"`` the mapped joint below such a run
+   is then turned so that the chord up to the mapped joint still lies on the source segment.
+   Which SMPL spine joints a preset's trunk joints take is decided by the chain
+   (:func:`assign_spine`: two source joints, e.g. MotionBuilder's ``Ab, Chest``, go to
+   spine1 and spine3), and :func:`check_spine` warns about source trunk joints left unmapped.
 5. **Root.** ``transl`` places SMPL's pelvis joint at ``scale ·`` the source pelvis position
    (``scale`` defaults to the ratio of SMPL's to the source's leg length, hip→knee→ankle, so
    that strides match the target legs).
+6. **Twist** (``twist``, default 0.5): that share of each SMPL wrist's twist about the
+   forearm moves into the elbow (:func:`distribute_twist`); hands and bone directions are
+   unchanged, the skin pinches less at the wrist.
+7. **Placement** (``placement="contact"``, the default for any skeleton but SMPL's own):
+   :func:`hsjax.motion.placement.place` puts the soles on the floor ``y = 0`` in the
+   source's foot contacts, keeps planted feet moving only as the source's do, and no body
+   part below the floor where the source's is above it.
 
 The quality of a retarget is measured by :func:`bone_direction_errors`: the angle between each
-source bone and the SMPL bone it maps to, after running both skeletons' forward kinematics.
+source bone and the SMPL bone it maps to, after running both skeletons' forward kinematics;
+twist, trunk segments, floor, skate and skin pinch by :mod:`hsjax.motion.quality`.
 """
 
 from __future__ import annotations
