@@ -303,3 +303,21 @@ def test_two_bone_ik_reaches_and_keeps_the_end_rotation():
   np.testing.assert_allclose(moved[:, 7], target, atol=1e-6)
   np.testing.assert_allclose(new[:, 7], glob[:, 7], atol=1e-9)
   np.testing.assert_allclose(moved[:, 1], joints[:, 1], atol=1e-9)  # the hip stays
+
+
+def test_placement_without_mapped_feet_grounds_the_clip(clip, body):
+  """A map without ankles or toes: no contacts to keep, the feet's lowest point over the clip
+  goes on the floor, and the floor report says why it cannot measure contacts."""
+  _, bvh = clip
+  _, full = _retarget(bvh, placement="none")
+  joint_map = {k: v for k, v in full.joint_map.items() if "ankle" not in k and "foot" not in k}
+  motion, info = retargeting.retarget(bvh.skeleton, *bvh.local_transforms(), bvh.fps,
+                                      joint_map, rest="default", scale=full.scale,
+                                      source=bvh.path)
+  assert not info.placement.contacts.any()
+  glob, joints = placement.forward(body.rest, rotations_np.axis_angle_to_matrix(
+      motion.full_pose), motion.transl)
+  feet = placement.skin(body, glob, joints)[:, body.mask((7, 8, 10, 11)), 1]
+  assert abs(feet.min()) < 1e-6
+  with pytest.raises(ValueError, match="maps no ankle or toe"):
+    quality.floor_report(motion, info, body)

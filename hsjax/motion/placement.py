@@ -346,7 +346,7 @@ class Placement:
   contacts: np.ndarray  # [T, 2] bool, source foot contacts (left, right).
   source_floor: float  # metres, the source floor at foot-joint level (SMPL axes, scaled).
   lock_joints: tuple[int, int]  # SMPL joints held still in contact (toe, else ankle).
-  source_lock: tuple[int, int]  # their source joints.
+  source_lock: tuple[int, int]  # their source joints (-1: unmapped).
   root_offset: np.ndarray  # [T, 3] metres added to ``transl``.
   ik_frames: np.ndarray  # [T, 4] bool: IK moved the (left leg, right leg, left arm, right arm).
   root_lift: np.ndarray  # [T] metres the root was raised in the last floor-clearing round.
@@ -380,8 +380,12 @@ def place(motion: motion_lib.Motion, info, body: BodyPoints, *, height_tol: floa
   """
   num_frames = motion.num_frames
   feet = source_foot_joints(info.index, info.parents)
-  contacts, floor = detect_contacts(info.source_positions, feet, motion.fps,
-                                    height_tol=height_tol, speed_tol=speed_tol)
+  if all(feet):
+    contacts, floor = detect_contacts(info.source_positions, feet, motion.fps,
+                                      height_tol=height_tol, speed_tol=speed_tol)
+  else:  # no mapped ankle or toe on a side: no contacts, the feet grounded over the clip
+    contacts = np.zeros((num_frames, 2), bool)
+    floor = float(info.source_positions[..., 1].min())
   lock = tuple(toe if toe in info.index else ankle for ankle, toe in ((7, 10), (8, 11)))
   local = rotations_np.axis_angle_to_matrix(motion.full_pose)
   transl = np.asarray(motion.transl, np.float64).copy()
@@ -473,6 +477,7 @@ def place(motion: motion_lib.Motion, info, body: BodyPoints, *, height_tol: floa
   placed = motion_lib.make_motion(full[:, 1:], full[:, 0], transl, motion.fps, motion.name,
                                   loop=motion.loop)
   report = Placement(contacts=contacts, source_floor=floor, lock_joints=lock,
-                     source_lock=tuple(info.index[k] for k in lock), root_offset=offset,
+                     source_lock=tuple(info.index.get(k, -1) for k in lock),
+                     root_offset=offset,
                      ik_frames=ik, root_lift=root_lift)
   return placed, report

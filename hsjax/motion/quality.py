@@ -129,6 +129,9 @@ def floor_report(motion: motion_lib.Motion, info, body: placement_lib.BodyPoints
     than 1.2 times the source's plus 1 mm).
   """
   feet = placement_lib.source_foot_joints(info.index, info.parents)
+  if not all(feet):
+    raise ValueError(f"floor_report: the joint map {info.joint_map} maps no ankle or toe on "
+                     "a side; foot contacts cannot be measured")
   contacts, joint_floor = placement_lib.detect_contacts(info.source_positions, feet,
                                                         motion.fps)
   lock = tuple(toe if toe in info.index else ankle for ankle, toe in ((7, 10), (8, 11)))
