@@ -299,7 +299,7 @@ def test_two_bone_ik_reaches_and_keeps_the_end_rotation():
   # Reachable targets: pulled towards the hip, then jittered.
   target = joints[:, 1] + 0.9 * (joints[:, 7] - joints[:, 1]) + rng.normal(0, 0.03, (8, 3))
   new = placement.two_bone_ik(glob.copy(), joints, (1, 4, 7), target)
-  _, moved = placement.forward(rest, placement._locals(new), np.zeros((8, 3)))  # pylint: disable=protected-access
+  _, moved = placement.forward(rest, placement.local_rotations(new), np.zeros((8, 3)))
   np.testing.assert_allclose(moved[:, 7], target, atol=1e-6)
   np.testing.assert_allclose(new[:, 7], glob[:, 7], atol=1e-9)
   np.testing.assert_allclose(moved[:, 1], joints[:, 1], atol=1e-9)  # the hip stays

@@ -299,7 +299,8 @@ def bend_hand(body: BodyPoints, glob: np.ndarray, joints: np.ndarray, wrist: int
   return glob
 
 
-def _locals(glob: np.ndarray) -> np.ndarray:
+def local_rotations(glob: np.ndarray) -> np.ndarray:
+  """[T, 24, 3, 3] world rotations -> local rotations (each in its SMPL parent's frame)."""
   local = np.empty_like(glob)
   local[:, 0] = glob[:, 0]
   for k in range(1, 24):
@@ -437,7 +438,7 @@ def place(motion: motion_lib.Motion, info, body: BodyPoints, *, height_tol: floa
         glob[act] = two_bone_ik(glob[act], joints[act], chain,
                                 joints[act, chain[2]] + move[act])
         ik[act, side] = True
-      local = _locals(glob)
+      local = local_rotations(glob)
       glob, joints = forward(body.rest, local, transl)
     if it == iterations:
       break
@@ -445,7 +446,7 @@ def place(motion: motion_lib.Motion, info, body: BodyPoints, *, height_tol: floa
     # parts by the root.
     for wrist, parts in ((20, LEFT_HAND_PARTS), (21, RIGHT_HAND_PARTS)):
       glob = bend_hand(body, glob, joints, wrist, parts)
-    local = _locals(glob)
+    local = local_rotations(glob)
     glob, joints = forward(body.rest, local, transl)
     points = skin(body, glob, joints)
     for side, (chain, parts) in enumerate(zip(ARM_CHAINS + LEG_CHAINS,
@@ -460,7 +461,7 @@ def place(motion: motion_lib.Motion, info, body: BodyPoints, *, height_tol: floa
         lift[:, 1] = depth[act]
         glob[act] = two_bone_ik(glob[act], joints[act], chain, joints[act, chain[2]] + lift)
         ik[act, (2, 3, 0, 1)[side]] = True
-    local = _locals(glob)
+    local = local_rotations(glob)
     glob, joints = forward(body.rest, local, transl)
     points = skin(body, glob, joints)
     others = ~body.mask(LEFT_FOOT_PARTS + RIGHT_FOOT_PARTS + LEFT_HAND_PARTS + RIGHT_HAND_PARTS)
