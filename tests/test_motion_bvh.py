@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
+from hsjax import rotations_np
 import hsjax.motion as hm
+from hsjax.motion import placement
 from hsjax.motion import retargeting
 from hsjax.motion import skeleton
 
@@ -315,5 +317,8 @@ def test_load_motion_normalises_heading_and_ground(tmp_path):
   back = hm.load_motion(path, rest="generic", heading=True, ground=True)
   assert abs(hm.heading_angle(back.global_orient[0])) < 1e-4
   np.testing.assert_allclose(back.transl[0, [0, 2]], 0.0, atol=1e-5)
-  joints = skeleton.forward_joints(skeleton.rest_joints("generic"), back.full_pose, back.transl)
-  assert abs(joints[..., 1].min() - skeleton.sole_offset("generic")) < 1e-5
+  body = placement.body_points("generic")
+  glob, joints = placement.forward(body.rest, rotations_np.axis_angle_to_matrix(back.full_pose),
+                                   back.transl)
+  feet = placement.skin(body, glob, joints)[:, body.mask((7, 8, 10, 11))]
+  assert abs(feet[..., 1].min()) < 1e-5  # the feet's soles, not the lowest joint

@@ -6,6 +6,8 @@
 * importers: BVH from any skeleton (:func:`read_bvh`, :func:`retarget_bvh`, export with
   :func:`write_bvh`), AMASS SMPL-H/SMPL-X ``.npz`` (:func:`load_amass`), DeepMimic clips
   (:func:`load_deepmimic`);
+* contact-aware placement of a retargeted motion (:func:`place`, in
+  :mod:`hsjax.motion.placement`) and its quality measures (:mod:`hsjax.motion.quality`);
 * the shipped clips, real motion capture retargeted to SMPL (:func:`builtin_motions`,
   :func:`builtin_motion`; provenance in ``hsjax/assets/motions/README.md``).
 """
@@ -29,6 +31,8 @@ from hsjax.motion.motion import normalize
 from hsjax.motion.motion import resample
 from hsjax.motion.motion import save_motion
 from hsjax.motion.motion import validate_motion
+from hsjax.motion.placement import body_points
+from hsjax.motion.placement import place
 from hsjax.motion.retargeting import PRESETS
 from hsjax.motion.retargeting import SourceSkeleton
 from hsjax.motion.retargeting import bone_direction_errors
@@ -41,6 +45,7 @@ __all__ = [
     "Motion",
     "PRESETS",
     "SourceSkeleton",
+    "body_points",
     "bone_direction_errors",
     "builtin_motion",
     "builtin_motions",
@@ -54,6 +59,7 @@ __all__ = [
     "loop_motion",
     "make_motion",
     "normalize",
+    "place",
     "read_bvh",
     "resample",
     "rest_joints",

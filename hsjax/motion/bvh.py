@@ -278,7 +278,8 @@ def detect_units(bvh: Bvh) -> tuple[str, float] | None:
 
 
 def retarget_bvh(bvh, joint_map="auto", scale=None, *, axes=None, rest="auto",
-                 name: str | None = None, unit_scale: float = 1.0) -> motion_lib.Motion:
+                 name: str | None = None, unit_scale: float = 1.0, trunk: str = "align",
+                 twist: float | None = None, placement: str = "auto") -> motion_lib.Motion:
   """Retargets a BVH motion onto SMPL.
 
   Args:
@@ -295,6 +296,9 @@ def retarget_bvh(bvh, joint_map="auto", scale=None, *, axes=None, rest="auto",
     rest: target rest skeleton (see :mod:`hsjax.motion.skeleton`).
     name: clip name (default: the file name).
     unit_scale: passed to :func:`read_bvh` when ``bvh`` is a path.
+    trunk, twist, placement: see :func:`hsjax.motion.retarget` (defaults: the trunk follows
+      the source's segments, half the wrist twist goes into the elbow, the motion is placed on
+      the floor by the source's foot contacts; a file on SMPL's own skeleton is read as is).
   """
   if not isinstance(bvh, Bvh):
     bvh = read_bvh(bvh, unit_scale=unit_scale)
@@ -309,8 +313,8 @@ def retarget_bvh(bvh, joint_map="auto", scale=None, *, axes=None, rest="auto",
   local_rot, local_trans = bvh.local_transforms()
   motion, _ = retargeting.retarget(
       bvh.skeleton, local_rot, local_trans, bvh.fps, joint_map, axes=axes, scale=scale,
-      rest=rest, name=name or os.path.splitext(os.path.basename(bvh.path))[0],
-      source=bvh.path)
+      rest=rest, trunk=trunk, twist=twist, placement=placement,
+      name=name or os.path.splitext(os.path.basename(bvh.path))[0], source=bvh.path)
   return motion
 
 

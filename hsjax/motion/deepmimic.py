@@ -192,7 +192,14 @@ def chest_joint(rest_joints: np.ndarray) -> str:
   return min(frac, key=lambda n: abs(frac[n] - dm))
 
 
-def retarget_deepmimic(path: str, *, rest="auto", name: str | None = None):
+# How the shipped clips were retargeted (``tools/build_motions.py``): SMPL's trunk keeps its
+# rest curve, no twist is moved (the character's wrists are rigid), and the clips are placed by
+# the build script. Keeping these fixed keeps the shipped clips, and every number measured on
+# them, reproducible.
+LEGACY_OPTIONS = {"trunk": "keep", "twist": 0.0, "placement": "none"}
+
+
+def retarget_deepmimic(path: str, *, rest="auto", name: str | None = None, **options):
   """Reads and retargets a DeepMimic clip without resampling.
 
   Args:
@@ -200,6 +207,8 @@ def retarget_deepmimic(path: str, *, rest="auto", name: str | None = None):
     rest: target rest skeleton: a name for :func:`hsjax.motion.skeleton.rest_joints`, or
       [24, 3] joints (whose lowest joint is then taken as the sole).
     name: clip name (default: the file name without ``humanoid3d_`` and extension).
+    **options: ``trunk``, ``twist``, ``placement`` for :func:`hsjax.motion.retarget`
+      (default: :data:`LEGACY_OPTIONS`).
 
   Returns:
     ``(motion, info, times)``: the SMPL motion with one frame per file frame (its ``fps`` is
@@ -224,10 +233,14 @@ def retarget_deepmimic(path: str, *, rest="auto", name: str | None = None):
   if steps.size and np.ptp(steps) < 1e-4:
     times = np.arange(len(times)) / native_fps  # evenly spaced: the nominal times
   joint_map = dict(DM_JOINT_MAP, **{chest_joint(rest_joints): "chest"})
+  options = dict(LEGACY_OPTIONS, **options)
+  if options["placement"] != "none" and rest_name and "body" not in options:
+    from hsjax.motion import placement  # pylint: disable=g-import-not-at-top
+    options["body"] = placement.body_points(rest_name)  # the mesh, not just the joints
   motion, info = retarget_lib.retarget(
       SOURCE_SKELETON, local_rot, local_trans, native_fps, joint_map, axes=DM_AXES,
       scale=target_height / DM_PELVIS_HEIGHT, rest=rest_joints, spread=False, name=name,
-      loop=loop, source=path)
+      loop=loop, source=path, **options)
   return motion, info, times
 
 

@@ -56,19 +56,21 @@ def load_motion(path: str, *, fmt: str = "auto", target_fps: float | None = None
     heading: turn the clip so that its first frame faces +z, its root at x = z = 0
       (:func:`hsjax.motion.normalize`).
     ground: move it vertically so that its soles touch ``y = 0`` at the lowest point of the
-      clip (on the rest skeleton ``rest`` passed in ``kw``, default "auto";
-      :func:`hsjax.motion.normalize`).
+      clip (the feet of the rest skeleton ``rest`` passed in ``kw``, default "auto": the
+      default body's mesh; :func:`hsjax.motion.normalize`).
     **kw: passed to the format's loader (e.g. ``joint_map=``, ``scale=`` for BVH).
   """
   rest = kw.get("rest", "auto")
   motion = _load(os.fspath(path), fmt, target_fps, kw)
   if heading or ground:
+    from hsjax.motion import placement  # pylint: disable=g-import-not-at-top
     from hsjax.motion import skeleton  # pylint: disable=g-import-not-at-top
     named = isinstance(rest, str)
     motion = motion_lib.normalize(
         motion, heading=heading, ground=ground, center=heading,
         rest_joints=skeleton.rest_joints(rest) if named else rest,
-        sole_offset=skeleton.sole_offset(rest) if named else 0.0)
+        sole_offset=skeleton.sole_offset(rest) if named else 0.0,
+        body=placement.body_points(rest) if named else None)
   return motion
 
 

@@ -269,8 +269,8 @@ def heading_angle(global_orient: np.ndarray) -> np.ndarray:
 
 def normalize(motion: Motion, heading: bool = True, ground: bool = False, *,
               center: bool = True, heading_frame: int = 0, ground_height: float = 0.0,
-              rest_joints: np.ndarray | None = None, sole_offset: float | None = None
-              ) -> Motion:
+              rest_joints: np.ndarray | None = None, sole_offset: float | None = None,
+              body=None) -> Motion:
   """Puts a clip in a canonical place.
 
   Args:
@@ -278,14 +278,19 @@ def normalize(motion: Motion, heading: bool = True, ground: bool = False, *,
     heading: rotate the whole clip about the vertical line through the pelvis of frame
       ``heading_frame`` so that the body faces +z there (root trajectory rotated with it).
     ground: shift ``transl`` vertically so that, over the whole clip, the lowest point of the
-      feet touches ``y = ground_height``. The feet are found by forward kinematics on
-      ``rest_joints`` (default: :func:`hsjax.motion.skeleton.rest_joints`); the sole lies
-      ``sole_offset`` metres below the lowest joint (default: that skeleton's value).
+      feet touches ``y = ground_height`` (hands, knees and the rest of the body are not
+      counted). The feet are the foot vertices of ``body`` (a
+      :class:`hsjax.motion.placement.BodyPoints`; default: the default body's mesh when
+      ``rest_joints`` is None), else the ankle and toe joints, by forward kinematics on
+      ``rest_joints`` (default: :func:`hsjax.motion.skeleton.rest_joints`), with the sole
+      ``sole_offset`` metres below them (default: that skeleton's value). Contact-aware
+      placement, frame by frame, is :func:`hsjax.motion.placement.place`.
     center: move the root horizontally so that ``transl[heading_frame]`` has x = z = 0.
     heading_frame: the frame that defines heading and centre.
     ground_height: height of the ground plane, metres.
     rest_joints: [24, 3] rest joints used for ``ground``.
     sole_offset: metres from the lowest rest joint (toes/ankles) down to the sole.
+    body: the body's points for ``ground`` (see there).
 
   Returns:
     The moved clip. Rotations about the vertical axis do not depend on the body: the pelvis
@@ -304,14 +309,26 @@ def normalize(motion: Motion, heading: bool = True, ground: bool = False, *,
     transl[:, 0] -= transl[heading_frame, 0]
     transl[:, 2] -= transl[heading_frame, 2]
   if ground:
+    from hsjax.motion import placement  # pylint: disable=g-import-not-at-top
     from hsjax.motion import skeleton  # pylint: disable=g-import-not-at-top
-    rest = skeleton.rest_joints() if rest_joints is None else np.asarray(rest_joints, np.float64)
-    if sole_offset is None:
-      sole_offset = skeleton.sole_offset() if rest_joints is None else 0.0
-    joints = skeleton.forward_joints(
-        rest, np.concatenate([orient[:, None], body_pose], 1), transl)
-    lowest = joints[..., 1].min()
-    transl[:, 1] += ground_height - (lowest - sole_offset)
+    full = np.concatenate([orient[:, None], body_pose], 1)
+    if body is None and rest_joints is None:
+      body = placement.body_points("auto")
+    if body is not None:
+      glob, joints = placement.forward(body.rest, rotations_np.axis_angle_to_matrix(full),
+                                       transl)
+      feet = body.mask(placement.LEFT_FOOT_PARTS + placement.RIGHT_FOOT_PARTS)
+      sub = placement.BodyPoints(rest=body.rest, points=body.points[feet],
+                                 weights=body.weights[feet], part=body.part[feet],
+                                 mesh=body.mesh)
+      lowest = placement.skin(sub, glob, joints)[..., 1].min()
+    else:
+      if sole_offset is None:
+        sole_offset = 0.0
+      joints = skeleton.forward_joints(np.asarray(rest_joints, np.float64), full, transl)
+      lowest = joints[:, list(placement.LEFT_FOOT_PARTS + placement.RIGHT_FOOT_PARTS),
+                      1].min() - sole_offset
+    transl[:, 1] += ground_height - lowest
   return make_motion(body_pose, orient, transl, motion.fps, motion.name, loop=motion.loop)
 
 

@@ -14,8 +14,11 @@ Algorithm (all host-side numpy, float64):
    smallest rotation taking SMPL's rest bone (``k`` to the next mapped joint along its chain,
    e.g. shoulder→elbow) onto the source's rest bone. A source in an A-pose, an I-pose or a
    T-pose therefore maps its rest onto SMPL's T-pose, and the twist about the bone follows the
-   source joint. Trunk joints (:data:`TRUNK_JOINTS`: pelvis, spine, neck, head) take no
-   correction: both rests stand upright, and SMPL's curved spine stays curved. A mapped hand
+   source joint. Trunk joints (:data:`TRUNK_JOINTS`) take the same correction with
+   ``trunk="align"`` (the default), so that each SMPL trunk segment points along the
+   source's (SMPL's rest curve is straightened to the source's); the pelvis never does (the
+   hips hang on it), so the pelvis-to-spine1 segment keeps the two rests' constant angle.
+   With ``trunk="keep"`` they take none: SMPL's curved spine stays curved. A mapped hand
    or wrist with no mapped joint below it takes the correction of its nearest mapped
    ancestor (a source wrist rigid on its forearm leaves SMPL's wrist at the identity); a
    mapped ankle or toe with none below it takes no correction (standing rests have flat
@@ -33,18 +36,31 @@ Algorithm (all host-side numpy, float64):
    followed by a mapped one shares that joint's rotation relative to the run's parent equally
    (``R^(1/n)`` each), so that a single source chest joint bends the whole SMPL spine
    (``spread=True``, the default; the DeepMimic importer turns it off, see
-   :mod:`hsjax.motion.deepmimic`).
+   :mod:`hsjax.motion.deepmimic`). With ``trunk="align"`` the mapped joint below such a run
+   is then turned so that the chord up to the mapped joint still lies on the source segment.
+   Which SMPL spine joints a preset's trunk joints take is decided by the chain
+   (:func:`assign_spine`: two source joints, e.g. MotionBuilder's ``Ab, Chest``, go to
+   spine1 and spine3), and :func:`check_spine` warns about source trunk joints left unmapped.
 5. **Root.** ``transl`` places SMPL's pelvis joint at ``scale ·`` the source pelvis position
    (``scale`` defaults to the ratio of SMPL's to the source's leg length, hip→knee→ankle, so
    that strides match the target legs).
+6. **Twist** (``twist``, default 0.5): that share of each SMPL wrist's twist about the
+   forearm moves into the elbow (:func:`distribute_twist`); hands and bone directions are
+   unchanged, the skin pinches less at the wrist.
+7. **Placement** (``placement="contact"``, the default for any skeleton but SMPL's own):
+   :func:`hsjax.motion.placement.place` puts the soles on the floor ``y = 0`` in the
+   source's foot contacts, keeps planted feet moving only as the source's do, and no body
+   part below the floor where the source's is above it.
 
 The quality of a retarget is measured by :func:`bone_direction_errors`: the angle between each
-source bone and the SMPL bone it maps to, after running both skeletons' forward kinematics.
+source bone and the SMPL bone it maps to, after running both skeletons' forward kinematics;
+twist, trunk segments, floor, skate and skin pinch by :mod:`hsjax.motion.quality`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 
@@ -104,8 +120,10 @@ PRESETS: dict[str, dict[str, tuple[str, ...]]] = {
     },
     # MotionBuilder / Biovision style: joints named for the articulation.
     "motionbuilder": {
+        # The spine as named here is only a first guess: ``Ab, Chest`` or ``Chest, Chest2``
+        # files have two trunk joints, which :func:`assign_spine` puts on spine1 and spine3.
         "pelvis": ("Hips", "Pelvis"), "left_hip": ("LeftHip",), "right_hip": ("RightHip",),
-        "spine1": ("Spine", "Chest"), "left_knee": ("LeftKnee",),
+        "spine1": ("Ab", "Spine", "Chest"), "left_knee": ("LeftKnee",),
         "right_knee": ("RightKnee",), "spine2": ("Chest2", "Spine1"),
         "left_ankle": ("LeftAnkle",), "right_ankle": ("RightAnkle",),
         "spine3": ("Chest3", "Chest4", "Spine2"), "left_foot": ("LeftToe", "LeftToeBase"),
@@ -246,6 +264,85 @@ def resolve_joint_map(names: tuple[str, ...], joint_map="auto", source: str = "<
   return out
 
 
+SPINE_JOINTS = (3, 6, 9)  # spine1, spine2, spine3
+
+
+def source_spine_chain(skel: SourceSkeleton, joint_map: dict[str, str]) -> tuple[int, ...]:
+  """Source joints strictly between the mapped pelvis and neck (bottom up), or () when either
+  is unmapped or the neck's source joint is not below the pelvis's."""
+  if "pelvis" not in joint_map or "neck" not in joint_map:
+    return ()
+  pelvis, j = skel.index(joint_map["pelvis"]), skel.parents[skel.index(joint_map["neck"])]
+  chain = []
+  while j >= 0 and j != pelvis:
+    chain.append(j)
+    j = skel.parents[j]
+  return tuple(reversed(chain)) if j == pelvis else ()
+
+
+def assign_spine(skel: SourceSkeleton, joint_map: dict[str, str], rest: np.ndarray
+                 ) -> dict[str, str]:
+  """Puts the source's trunk joints on SMPL's spine by the chain, not by their names.
+
+  The source joints between the mapped pelvis and neck (:func:`source_spine_chain`) go, bottom
+  up: one joint to the SMPL spine joint nearest its height (as a fraction of pelvis-to-neck,
+  measured on both rests); two to spine1 and spine3 (MotionBuilder's ``Ab, Chest``: the
+  trunk bends low and high, spine2 shares spine3's rotation); three one-to-one (CMU's
+  ``LowerBack, Spine, Spine1``, Mixamo's ``Spine, Spine1, Spine2``); more than three: the
+  lowest to spine1, the highest to spine3, the one nearest spine2's height to spine2 (the
+  others are folded, and :func:`check_spine` warns).
+
+  Args:
+    skel: the source skeleton.
+    joint_map: ``{smpl_name: source_name}`` from a preset.
+    rest: [24, 3] target rest joints (SMPL axes).
+
+  Returns:
+    The map with spine1, spine2 and spine3 replaced (unchanged without a chain).
+  """
+  chain = source_spine_chain(skel, joint_map)
+  if not chain:
+    return joint_map
+  src_rest = skel.rest_positions()
+  pelvis, neck = skel.index(joint_map["pelvis"]), skel.index(joint_map["neck"])
+  # Heights along the pelvis -> neck line (the source's axes are not known yet).
+  up = src_rest[neck] - src_rest[pelvis]
+  src_frac = [(src_rest[j] - src_rest[pelvis]) @ up / (up @ up) for j in chain]
+  smpl_frac = {k: (rest[k, 1] - rest[0, 1]) / (rest[12, 1] - rest[0, 1]) for k in SPINE_JOINTS}
+  names = [skeleton.SMPL_JOINT_NAMES[k] for k in SPINE_JOINTS]
+  out = {k: v for k, v in joint_map.items() if k not in names}
+  if len(chain) == 1:
+    k = min(SPINE_JOINTS, key=lambda k: abs(smpl_frac[k] - src_frac[0]))
+    picks = {k: chain[0]}
+  elif len(chain) == 2:
+    picks = {3: chain[0], 9: chain[1]}
+  elif len(chain) == 3:
+    picks = dict(zip(SPINE_JOINTS, chain))
+  else:
+    middle = min(range(1, len(chain) - 1), key=lambda i: abs(src_frac[i] - smpl_frac[6]))
+    picks = {3: chain[0], 6: chain[middle], 9: chain[-1]}
+  for k, j in picks.items():
+    out[skeleton.SMPL_JOINT_NAMES[k]] = skel.names[j]
+  return out
+
+
+def check_spine(skel: SourceSkeleton, joint_map: dict[str, str], source: str = "<source>"
+                ) -> list[str]:
+  """Warns (and returns their names) when source trunk joints between the mapped pelvis and
+  neck map to no SMPL joint: their bend is folded into the next mapped joint, so the SMPL trunk
+  bends at another height than the source's."""
+  used = set(joint_map.values())
+  missing = [skel.names[j] for j in source_spine_chain(skel, joint_map)
+             if skel.names[j] not in used]
+  if missing:
+    mapped = {k: v for k, v in joint_map.items() if k in ("spine1", "spine2", "spine3")}
+    warnings.warn(f"{source}: source spine joint(s) {missing} between "
+                  f"'{joint_map['pelvis']}' and '{joint_map['neck']}' map to no SMPL joint "
+                  f"(spine map: {mapped}); their rotation is folded into the joint above, so "
+                  "the trunk bends at another height. Map them in joint_map=.", stacklevel=3)
+  return missing
+
+
 def axes_from_rest(rest: np.ndarray, index: dict[int, int], source: str = "<source>"
                    ) -> np.ndarray:
   """[3, 3] signed permutation taking source coordinates to SMPL's (rows: left, up, forward).
@@ -288,6 +385,14 @@ class RetargetInfo:
   scale: float  # source units -> metres on the target skeleton.
   source_positions: np.ndarray  # [T, Js, 3] source joints in SMPL axes, scaled.
   rest: np.ndarray  # [24, 3] target rest skeleton.
+  # [T, Js, 3, 3] source world rotations in SMPL axes (None from older callers).
+  source_rotations: np.ndarray | None = None
+  # SMPL joint -> [3, 3] rest correction Q (``G_k = lock · G_src · Q_k``), mapped joints.
+  rest_fix: dict | None = None
+  parents: tuple[int, ...] = ()  # [Js] source parents (for end sites in contact detection).
+  # What :func:`hsjax.motion.placement.place` did (contacts, floor, corrections); None if
+  # the motion was not placed.
+  placement: object = None
 
 
 def _leg_length(pos: np.ndarray, index: dict[int, int]) -> float | None:
@@ -301,7 +406,8 @@ def _leg_length(pos: np.ndarray, index: dict[int, int]) -> float | None:
 
 def retarget(skel: SourceSkeleton, local_rot: np.ndarray, local_trans: np.ndarray, fps: float,
              joint_map="auto", *, axes=None, scale: float | None = None, rest="auto",
-             spread: bool = True, name: str = "", loop: bool = False,
+             spread: bool = True, trunk: str = "align", twist: float | None = None,
+             placement: str = "auto", body=None, name: str = "", loop: bool = False,
              source: str = "<source>") -> tuple[motion_lib.Motion, RetargetInfo]:
   """Retargets a source motion onto SMPL (algorithm in the module docstring).
 
@@ -316,6 +422,21 @@ def retarget(skel: SourceSkeleton, local_rot: np.ndarray, local_trans: np.ndarra
     rest: the target rest skeleton: a name for :func:`skeleton.rest_joints` or [24, 3].
     spread: share rotations along the spine and neck chains (step 4); False leaves every
       unmapped SMPL joint at the identity.
+    trunk: ``"align"`` gives the spine and neck joints a rest correction too, so that each
+      SMPL trunk segment points along the source's (SMPL's rest curve is straightened to the
+      source's); ``"keep"`` leaves SMPL's rest curve (step 2; the DeepMimic importer uses it).
+    twist: fraction (0..1) of each SMPL wrist's twist about the forearm that is moved into the
+      elbow (step 6); the hand's world orientation and every bone direction are unchanged,
+      only the forearm skin twists along its length instead of pinching at the wrist. None:
+      0.5, or 0 for a file on SMPL's own skeleton (hsjax's export reads back unchanged).
+    placement: ``"auto"`` is ``"contact"``, or ``"none"`` for a file on SMPL's own skeleton;
+      ``"contact"`` runs :func:`hsjax.motion.placement.place` (grounding on the
+      feet's soles in the source's foot contacts, planted feet held still, no body part below
+      the floor where the source's is above it); ``"none"`` keeps ``transl`` as the scaled
+      source pelvis path (step 5).
+    body: the target body's points for placement
+      (:class:`hsjax.motion.placement.BodyPoints`); None: those of ``rest`` (the default
+      body's mesh for ``"default"``, joints and soles otherwise).
     name: clip name.
     loop: whether the clip is a cycle.
     source: file name for error messages.
@@ -331,7 +452,23 @@ def retarget(skel: SourceSkeleton, local_rot: np.ndarray, local_trans: np.ndarra
                      f"do not match {num_src} joints")
   smpl_rest = (skeleton.rest_joints(rest) if isinstance(rest, str)
                else np.asarray(rest, np.float64))
+  if trunk not in ("align", "keep"):
+    raise ValueError(f"{source}: trunk must be 'align' or 'keep', found {trunk!r}")
+  if placement not in ("auto", "contact", "none"):
+    raise ValueError(f"{source}: placement must be 'auto', 'contact' or 'none', found "
+                     f"{placement!r}")
+  if twist is not None and not 0.0 <= twist <= 1.0:
+    raise ValueError(f"{source}: twist must be a fraction in [0, 1], found {twist}")
   names = resolve_joint_map(skel.names, joint_map, source)
+  # A file on SMPL's own skeleton (hsjax's write_bvh) is already an SMPL motion.
+  own = len(names) == 24 and all(k == v for k, v in names.items())
+  if twist is None:
+    twist = 0.0 if own else 0.5
+  if placement == "auto":
+    placement = "none" if own else "contact"
+  if isinstance(joint_map, str):
+    names = assign_spine(skel, names, smpl_rest)
+  check_spine(skel, names, source)
   index = {skeleton.JOINT_INDEX[k]: skel.index(v) for k, v in names.items()}
   # A mapped SMPL joint's source must lie below its nearest mapped SMPL ancestor's source.
   for k in sorted(index):
@@ -389,7 +526,8 @@ def retarget(skel: SourceSkeleton, local_rot: np.ndarray, local_trans: np.ndarra
     d_src = rest_src[index[target]] - rest_src[s]
     # Trunk joints: both rests stand upright, so their bone directions differ by anatomy (a
     # curved SMPL spine), not by pose; limbs: the rest poses differ (A-, I- or T-pose).
-    rest_fix[k] = (np.eye(3) if k in TRUNK_JOINTS else
+    keep = k in TRUNK_JOINTS and (trunk == "keep" or k == 0)
+    rest_fix[k] = (np.eye(3) if keep else
                    rotations_np.rotation_between(smpl_rest[target] - smpl_rest[k], d_src))
     # Where the source joint's own frame puts the bone vs where the bone is: they differ only
     # when unmapped source joints sit between the two ends; their rotation is folded in here.
@@ -404,12 +542,25 @@ def retarget(skel: SourceSkeleton, local_rot: np.ndarray, local_trans: np.ndarra
         run.append(k)
         continue
       if run:
-        base = glob[:, skeleton.SMPL_PARENTS[run[0]]]
-        step = rotations_np.fractional(np.swapaxes(base, -1, -2) @ glob[:, k], 1.0 / (len(run) + 1))
-        acc = base
-        for u in run:
-          acc = acc @ step
-          glob[:, u] = acc
+        below = skeleton.SMPL_PARENTS[run[0]]
+        # With trunk="align" the joint below the run is aligned with the source segment up to
+        # k; bending the run turns that chord, so the joint is turned back (a fixed point,
+        # three rounds reach 1e-6 rad). The pelvis cannot turn: the hips hang on it.
+        rounds = 3 if trunk == "align" and below != 0 and below in index else 0
+        want = glob[:, below] @ (smpl_rest[k] - smpl_rest[below])
+        for r in range(rounds + 1):
+          base = glob[:, below]
+          step = rotations_np.fractional(np.swapaxes(base, -1, -2) @ glob[:, k],
+                                         1.0 / (len(run) + 1))
+          acc, chord, prev = base, np.zeros((num_frames, 3)), below
+          for u in run:
+            chord += acc @ (smpl_rest[u] - smpl_rest[prev])
+            acc = acc @ step
+            glob[:, u] = acc
+            prev = u
+          chord += acc @ (smpl_rest[k] - smpl_rest[prev])
+          if r < rounds:
+            glob[:, below] = rotations_np.rotation_between(chord, want) @ glob[:, below]
       run = []
     # A trailing unmapped run keeps identity locals (already set).
 
@@ -417,14 +568,66 @@ def retarget(skel: SourceSkeleton, local_rot: np.ndarray, local_trans: np.ndarra
   local[:, 0] = glob[:, 0]
   for k in range(1, 24):
     local[:, k] = np.swapaxes(glob[:, skeleton.SMPL_PARENTS[k]], -1, -2) @ glob[:, k]
+  if twist > 0:
+    local = distribute_twist(local, smpl_rest, twist)
   full = rotations_np.matrix_to_axis_angle(local)
   transl = pos_src[:, index[0]] - smpl_rest[0]
   motion = motion_lib.make_motion(full[:, 1:], full[:, 0], transl, fps, name, loop=loop,
                                   source=source)
   info = RetargetInfo(joint_map=names, index=index, axes=conv, scale=float(scale),
                       source_positions=pos_src,
-                      rest=smpl_rest)
+                      rest=smpl_rest, source_rotations=glob_src, rest_fix=rest_fix,
+                      parents=tuple(skel.parents))
+  if placement == "contact":
+    from hsjax.motion import placement as placement_lib  # pylint: disable=g-import-not-at-top
+    if body is None:
+      body = placement_lib.body_points(rest if isinstance(rest, str) else smpl_rest)
+    motion, report = placement_lib.place(motion, info, body)
+    info = dataclasses.replace(info, placement=report)
   return motion, info
+
+
+# Twist moved from each wrist into its elbow (step 6): (elbow, wrist) pairs.
+TWIST_PAIRS = ((18, 20), (19, 21))
+
+
+def twist_angle(rot: np.ndarray, axis: np.ndarray) -> np.ndarray:
+  """Twist (radians, in (-π, π]) of rotations [..., 3, 3] about the unit ``axis`` [3]: the
+  angle of the rotation about ``axis`` in its swing-twist decomposition."""
+  quat = rotations_np.matrix_to_quat(rot)
+  along = quat[..., 1:] @ np.asarray(axis, np.float64)
+  return 2.0 * np.arctan2(along, quat[..., 0])
+
+
+def distribute_twist(local: np.ndarray, rest: np.ndarray, fraction: float,
+                     pairs=TWIST_PAIRS) -> np.ndarray:
+  """Moves ``fraction`` of each child joint's twist about the bone into its parent joint.
+
+  For an (elbow, wrist) pair with forearm direction ``a`` (rest elbow -> wrist, which is the
+  same vector in both joints' local frames) and wrist twist ``θ`` about ``a``:
+  ``R_elbow ← R_elbow · T(a, fθ)`` and ``R_wrist ← T(a, -fθ) · R_wrist``. The hand's world
+  rotation and the forearm's direction are unchanged (``T`` turns about the forearm itself);
+  the skin between elbow and wrist twists gradually, as the radius turns about the ulna,
+  instead of all at the wrist, where linear blend skinning pinches (the "candy wrapper").
+
+  Args:
+    local: [T, 24, 3, 3] local rotations.
+    rest: [24, 3] rest joints.
+    fraction: share of the twist moved, 0..1.
+    pairs: (parent, child) joints.
+
+  Returns:
+    [T, 24, 3, 3] local rotations.
+  """
+  local = np.array(local, np.float64)
+  for parent, child in pairs:
+    axis = rest[child] - rest[parent]
+    axis = axis / np.linalg.norm(axis)
+    turn = rotations_np.axis_angle_to_matrix(
+        axis * (fraction * twist_angle(local[:, child], axis))[:, None])
+    local[:, parent] = local[:, parent] @ turn
+    local[:, child] = np.swapaxes(turn, -1, -2) @ local[:, child]
+  return local
 
 
 def bone_direction_errors(motion: motion_lib.Motion, info: RetargetInfo,

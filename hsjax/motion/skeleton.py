@@ -95,6 +95,23 @@ def _default_skeleton(path: str, mtime: float) -> tuple[np.ndarray, float]:
   return joints, sole
 
 
+def rest_mesh(name: str = "auto") -> tuple[np.ndarray, np.ndarray] | None:
+  """``(v_template [V, 3], lbs_weights [V, 24])`` of the named rest skeleton's body at
+  ``betas = 0``, or None for ``"generic"`` (which has no mesh)."""
+  if skeleton_name(name) == "generic":
+    return None
+  path = default_body_path()
+  try:
+    with np.load(path, allow_pickle=False) as data:
+      return (np.asarray(data["v_template"], np.float64),
+              np.asarray(data["weights"], np.float64))
+  except ValueError:  # object arrays: the body loader's reader
+    from hsjax import body  # pylint: disable=g-import-not-at-top
+    fields = body.read_body_file(path)
+    return (np.asarray(fields["v_template"], np.float64),
+            np.asarray(fields["weights"], np.float64))
+
+
 def skeleton_name(name: str = "auto") -> str:
   """Resolves ``"auto"`` to ``"default"`` when the default body file exists, else ``"generic"``."""
   if name == "auto":
