@@ -50,6 +50,7 @@ import numpy as np
 
 from hsjax import avatar as avatar_lib
 from hsjax import body as body_lib
+from hsjax.camera import Camera
 from hsjax.gaussians import Gaussians
 from hsjax.io.ply import save_ply
 from hsjax.report.figures import to_uint8
@@ -329,6 +330,11 @@ def write_viewer(out_dir: str, *, avatar: avatar_lib.Avatar, body_model: body_li
   if default_motion not in motions:
     raise ValueError(f"write_viewer: default_motion {default_motion!r} is not one of "
                      f"{list(motions)}")
+  if frames is not None:
+    expected = int(motions[default_motion][0].body_pose.shape[0])
+    if len(frames) != expected:
+      raise ValueError(f"write_viewer: {len(frames)} input frames for a {expected}-frame "
+                       f"motion '{default_motion}'")
   first_poses = next(iter(motions.values()))[0]
   betas = np.asarray(first_poses.betas, np.float32)
 
@@ -365,10 +371,6 @@ def write_viewer(out_dir: str, *, avatar: avatar_lib.Avatar, body_model: body_li
   if os.path.isdir(frames_dir):
     shutil.rmtree(frames_dir)
   if frames is not None:
-    expected = int(motions[default_motion][0].body_pose.shape[0])
-    if len(frames) != expected:
-      raise ValueError(f"write_viewer: {len(frames)} input frames for a {expected}-frame "
-                       f"motion '{default_motion}'")
     os.makedirs(frames_dir)
     for t, image in enumerate(frames):
       frame_files.append(f"frames/{t:06d}.jpg")
@@ -408,3 +410,79 @@ def folder_size(path: str, exclude=("lib",)) -> int:
       dirs[:] = [d for d in dirs if d not in exclude]
     total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
   return total
+
+
+# ------------------------------------------------------------------------------------------
+# A run directory's viewer
+
+
+def place_motion(body_model: body_lib.BodyModel, betas, body_pose, global_orient, transl,
+                 pelvis, floor: float) -> np.ndarray:
+  """[T, 3] ``transl`` putting a clip where a run's subject stands.
+
+  The clip's first pelvis goes horizontally (x, z) to ``pelvis`` [3] and its lowest vertex
+  over the clip to height ``floor`` (y up), as ``experiments/animate.py`` places clips on
+  ``y = 0``.
+  """
+  transl = np.asarray(transl, np.float32)
+  out = jax.jit(body_lib.body_forward)(body_model, jnp.asarray(betas, jnp.float32),
+                                       jnp.asarray(body_pose, jnp.float32),
+                                       jnp.asarray(global_orient, jnp.float32),
+                                       jnp.asarray(transl))
+  lowest = float(np.min(np.asarray(out.vertices)[..., 1]))
+  start = np.asarray(out.joints[0, 0])
+  shift = np.array([pelvis[0] - start[0], floor - lowest, pelvis[2] - start[2]], np.float32)
+  return transl + shift
+
+
+def write_run_viewer(run_dir: str, *, body_model: body_lib.BodyModel, sequence,
+                     avatar: avatar_lib.Avatar, poses: body_lib.SMPLParams,
+                     extra_motions=(), with_frames: bool = True, out_dir: str | None = None,
+                     measure: bool = True) -> dict[str, Any]:
+  """The viewer of a run: the refined motion (default), the HMR motion and ``extra_motions``.
+
+  Args:
+    run_dir: the run directory; the viewer goes to ``<run_dir>/viewer`` unless ``out_dir``.
+    body_model: the fit's body model.
+    sequence: the fitted ``hsjax.data.Sequence`` (its first training camera is the initial
+      view, its frames are shown beside the avatar, its ``hmr`` is the HMR motion).
+    avatar: the fitted avatar.
+    poses: the refined poses (T frames).
+    extra_motions: ``(name, hsjax.motion.Motion)`` pairs, e.g. shipped clips; each is
+      placed where the subject stands in the first refined frame, on the lowest point of the
+      refined motion, and played at its own frame rate.
+    with_frames: show the input frames beside the refined motion.
+    out_dir: the viewer folder (default ``<run_dir>/viewer``).
+    measure: store the skinning error (:func:`skinning_error`) in ``scene.json``.
+
+  Returns:
+    The ``scene.json`` content.
+  """
+  betas = np.asarray(poses.betas, np.float32)
+  refined = body_lib.SMPLParams(betas=betas, body_pose=np.asarray(poses.body_pose),
+                                global_orient=np.asarray(poses.global_orient),
+                                transl=np.asarray(poses.transl))
+  # The HMR motion with the fitted shape: the same avatar, only the poses differ.
+  hmr = body_lib.SMPLParams(betas=betas, body_pose=np.asarray(sequence.hmr.body_pose),
+                            global_orient=np.asarray(sequence.hmr.global_orient),
+                            transl=np.asarray(sequence.hmr.transl))
+  motions = {"refined": (refined, float(sequence.fps)), "hmr": (hmr, float(sequence.fps))}
+  if extra_motions:
+    verts, joints = body_lib.pose_frames_host(body_model, refined)
+    floor = float(verts[..., 1].min())
+    for name, clip in extra_motions:
+      transl = place_motion(body_model, betas, clip.body_pose, clip.global_orient, clip.transl,
+                            joints[0, 0], floor)
+      motions[name] = (body_lib.SMPLParams(
+          betas=betas, body_pose=np.asarray(clip.body_pose, np.float32),
+          global_orient=np.asarray(clip.global_orient, np.float32), transl=transl),
+                       float(clip.fps))
+  cams = sequence.cameras
+  camera = Camera(K=np.asarray(cams.K[0]), world_to_cam=np.asarray(cams.world_to_cam[0]),
+                  width=cams.width, height=cams.height)
+  # Frames may be lazy (loaded from disk on access): one at a time.
+  frames = (np.stack([np.asarray(sequence.images[t]) for t in range(len(sequence))])
+            if with_frames else None)
+  return write_viewer(out_dir or os.path.join(run_dir, "viewer"), avatar=avatar,
+                      body_model=body_model, motions=motions, camera=camera,
+                      default_motion="refined", frames=frames, measure=measure)
