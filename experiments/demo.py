@@ -11,7 +11,8 @@ r"""The main demo: fit the default synthetic sequence and write every output.
 3. evaluates (``hsjax.evaluation.evaluate_run``: pose error vs ground truth, novel views,
    novel poses, the training view) and writes ``outputs/demo/``: ``metrics.json``,
    ``table.md``, ``smpl_refined.npz``, ``avatar.ply``, ``panels/*.png``,
-   ``train_view.mp4``, ``orbit.mp4``, ``pose_error.png``, ``flags.txt``, ``config.json``.
+   ``train_view.mp4``, ``orbit.mp4``, ``pose_error.png``, ``flags.txt``, ``config.json``,
+   and ``viewer/``, the avatar moving in a browser (``experiments/view.py --serve`` shows it).
 
 Every flag of ``experiments/fit.py`` works here too (``--helpfull``); this script only
 changes the output folder and prints a summary. Re-running resumes from the checkpoints in
@@ -52,6 +53,16 @@ def _line(label: str, section: dict, keys: tuple[str, ...]) -> str:
   return f"  {label:<25}" + ", ".join(parts)
 
 
+def write_viewer(run_dir: str, sequence, body_model) -> None:
+  """Writes ``<run_dir>/viewer/`` (the browser viewer; see experiments/view.py)."""
+  from hsjax import io as io_lib  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax.report import viewer  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  avatar = io_lib.load_avatar(os.path.join(run_dir, "avatar.npz"))
+  poses = io_lib.load_smpl_npz(os.path.join(run_dir, "smpl_refined.npz"))
+  viewer.write_run_viewer(run_dir, body_model=body_model, sequence=sequence, avatar=avatar,
+                          poses=poses, measure=False)
+
+
 def main(argv):
   if len(argv) > 1:
     raise common.InputError(f"unexpected arguments {argv[1:]} (flags need --name=value)")
@@ -69,6 +80,7 @@ def main(argv):
   out = common.fit_evaluate_write(run_dir, sequence, config, body_model,
                                   seed=_FIT.fit_seed.value, out=_OUT,
                                   checkpoints=_CHECKPOINTS.value, title="hsjax demo")
+  write_viewer(run_dir, sequence, body_model)
   total = time.perf_counter() - t0
   result = out["evaluation"]
   print("\nsummary")
@@ -87,6 +99,7 @@ def main(argv):
   print(f"  wall time                 {total:.0f} s (data {t_data:.0f}, fit {times['fit_s']:.0f}, "
         f"evaluation {times['evaluate_s']:.0f}, outputs {times['outputs_s']:.0f})")
   print(f"  outputs                   {os.path.abspath(run_dir)} (table.md, panels/, *.mp4)")
+  print(f"  viewer                    python experiments/view.py --run_dir={run_dir} --serve")
 
 
 if __name__ == "__main__":
