@@ -11,6 +11,7 @@ from hsjax.camera import Camera
 from hsjax.data import io as io_lib
 from hsjax.data import sequence as seq_lib
 from hsjax.data.importers import common
+from hsjax.io import npz as npz_lib
 
 
 # ------------------------------------------------------------------------------------------
@@ -91,8 +92,7 @@ def load_peoplesnapshot(path: str, *, split: str = "train", frames: slice | None
     pose_path = os.path.join(path, "poses", f"{split}.npz")
   if not os.path.exists(pose_path):
     raise FileNotFoundError(f"{path}/poses: neither anim_nerf_{split}.npz nor {split}.npz")
-  with np.load(pose_path, allow_pickle=False) as f:
-    p = {k: f[k] for k in f.files}
+  p = npz_lib.read_npz(pose_path, "PeopleSnapshot pose file")
   for key in ("betas", "global_orient", "body_pose", "transl"):
     if key not in p:
       raise ValueError(f"{pose_path}: missing field '{key}'; found {sorted(p)}")
@@ -111,8 +111,7 @@ def load_peoplesnapshot(path: str, *, split: str = "train", frames: slice | None
   if body_pose.shape != (num, 69):
     raise ValueError(f"{pose_path}: field 'body_pose' must be [T, 69] axis-angle, found "
                      f"{list(body_pose.shape)}")
-  with np.load(os.path.join(path, "cameras.npz"), allow_pickle=False) as f:
-    cam = {k: f[k] for k in f.files}
+  cam = npz_lib.read_npz(os.path.join(path, "cameras.npz"), "PeopleSnapshot camera file")
   for key in ("intrinsic", "extrinsic", "height", "width"):
     if key not in cam:
       raise ValueError(f"{path}/cameras.npz: field '{key}' expected, found {sorted(cam)}")
@@ -122,14 +121,10 @@ def load_peoplesnapshot(path: str, *, split: str = "train", frames: slice | None
                            global_orient=np.asarray(p["global_orient"], np.float32),
                            transl=np.asarray(p["transl"], np.float32))
 
-  def load_mask(q):
-    return (np.load(q, allow_pickle=False).astype(np.float32) if q.endswith(".npy")
-            else io_lib.load_mask(q))
-
   seq = seq_lib.Sequence(
       name=os.path.basename(os.path.normpath(path)),
       images=common.lazy_frames(image_paths, io_lib.load_image, (h, w, 3), "images"),
-      masks=common.lazy_frames(mask_paths, load_mask, (h, w), "masks"), depth=None, depth_kind=None,
+      masks=common.lazy_frames(mask_paths, io_lib.load_mask, (h, w), "masks"), depth=None, depth_kind=None,
       cameras=Camera(K=np.repeat(np.asarray(cam["intrinsic"], np.float32)[None], num, 0),
                      world_to_cam=np.repeat(np.asarray(cam["extrinsic"], np.float32)[None], num,
                                             0), width=w, height=h),

@@ -134,7 +134,7 @@ def load_zju(path: str, *, camera: int = 0, eval_cameras: list[int] | None = Non
     return seq_lib.Sequence(
         name=f"{os.path.basename(os.path.normpath(path))}/camera{c}",
         images=common.lazy_frames(image_paths, io_lib.load_image, (h, w, 3), "images"),
-        masks=common.lazy_frames(mask_paths, lambda q: (io_lib.load_mask(q) > 0).astype(np.float32),
+        masks=common.lazy_frames(mask_paths, io_lib.load_label_mask,
                     (h, w), "masks"),
         depth=None, depth_kind=None,
         cameras=Camera(K=np.repeat(k[None], num, 0), world_to_cam=np.repeat(
