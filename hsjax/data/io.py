@@ -128,9 +128,13 @@ def _warn_once(path: str, kind: str, message: str) -> None:
 
 def _imread(path: str, what: str) -> np.ndarray:
   try:
-    return iio.imread(path)
+    with open(path, "rb") as f:
+      data = f.read()
   except FileNotFoundError:
     raise FileNotFoundError(f"{path}: {what} file not found") from None
+  try:
+    # From bytes: imageio leaks the file handle of a path it cannot decode.
+    return iio.imread(data, extension=os.path.splitext(path)[1].lower() or None)
   except Exception as e:  # Pillow / imageio raise many types on damaged files
     raise ValueError(f"{path}: not a readable {what} ({type(e).__name__}: {e})") from e
 

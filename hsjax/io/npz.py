@@ -45,12 +45,13 @@ def read_npz(path: str, what: str) -> dict:
                      f"{_describe_head(head)}")
   out = {}
   try:
-    with np.load(path, allow_pickle=False) as f:
+    # np.load leaks its file handle when the zip directory is damaged: hold it ourselves.
+    with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as f:
       for key in f.files:
         try:
           out[key] = f[key]
         except ValueError as e:
-          if "pickled" in str(e):
+          if "pickled" in str(e) or "Object arrays" in str(e):
             raise ValueError(f"{path}: member '{key}' holds pickled objects; expected numeric "
                              "or string arrays") from None
           raise ValueError(f"{path}: member '{key}' is corrupt: {e}") from e

@@ -219,7 +219,8 @@ def read_bvh(path: str, unit_scale: float = 1.0) -> Bvh:
   num_channels = sum(len(c) for c in channels)
   if len(data_lines) != num_frames:
     # Real exporters write off-by-one counts and files get cut short: read every complete
-    # row (a cut-off last row is dropped) and say so.
+    # row (a row cut short at the end is dropped) and say so. With a matching count, a short
+    # row stays an error below.
     dropped = ""
     if data_lines and len(data_lines[-1].split()) < num_channels:
       data_lines = data_lines[:-1]
