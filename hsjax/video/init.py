@@ -72,6 +72,9 @@ def _rotation_from_torso(world: np.ndarray) -> np.ndarray:
   y /= np.maximum(np.linalg.norm(y, axis=-1, keepdims=True), 1e-6)
   z = np.cross(x, y)
   rot = np.stack([x, y, z], axis=-1)  # columns: body axes in camera coordinates
+  # Frames without a usable torso: upright, facing the camera (a rotation by pi about x).
+  bad = ~(np.linalg.det(rot) > 0.5)
+  rot[bad] = np.diag([1.0, -1.0, -1.0])
   return rotations_np.matrix_to_axis_angle(rot).astype(np.float32)
 
 
