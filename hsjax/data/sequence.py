@@ -92,6 +92,9 @@ class Sequence:
   # monocular network's estimated focal length); None: the cameras' K.
   depth_K: Any = None
   fps: float = 30.0
+  # [T, 24, 3] 2D keypoints at the SMPL joints (x, y pixels; confidence in [0, 1], 0 where
+  # unobserved), e.g. hsjax.video's landmarks mapped to SMPL; None: no keypoint term.
+  keypoints_2d: Any = None
   eval_views: list["Sequence"] = dataclasses.field(default_factory=list)
   novel_pose: "Sequence | None" = None
   # Free-form JSON. Keys listed in ``metadata["per_frame"]`` hold one entry per frame (e.g. an
@@ -157,6 +160,8 @@ class Sequence:
         self, metadata=metadata, images=take(self.images), masks=take(self.masks),
         depth=take(self.depth),
         depth_K=None if self.depth_K is None else np.asarray(self.depth_K)[idx],
+        keypoints_2d=(None if self.keypoints_2d is None
+                      else np.asarray(self.keypoints_2d)[idx]),
         cameras=cams, hmr=params(self.hmr), gt=params(self.gt), fps=self.fps / step,
         eval_views=[v.slice(start, stop, step) for v in self.eval_views])
 
