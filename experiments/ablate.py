@@ -192,7 +192,8 @@ def main(argv):
                             f"'{sequence.name}' has none")
   out_dir = _OUT.output_dir.value
   configs = {v: variant_config(base, v) for v in variants if v != "hmr"}
-  common.write_config(out_dir, "ablate", sequence=common.sequence_spec(_SEQ),
+  common.open_run_dir(out_dir, "ablate", overwrite=_OUT.overwrite.value,
+                      sequence=common.sequence_spec(_SEQ),
                       fit_configs={k: json.loads(c.to_json()) for k, c in configs.items()})
   rows, results = [], {}
   for name in variants:

@@ -54,6 +54,7 @@ _FIELD_OF_VIEW = flags.DEFINE_float("view_height", 2.4, "Metres spanned by the i
                                     "the camera distance (sets the focal length).")
 _BACKGROUND = flags.DEFINE_list("background", ["1", "1", "1"], "Background RGB in [0, 1].")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "runs/animate", "Output folder (created).")
+_OVERWRITE = common.define_overwrite_flag()
 _PNG = flags.DEFINE_bool("png", True, "Write every frame as a PNG too.")
 _BODY_MODEL = common.define_body_model_flag()
 _BACKEND = flags.DEFINE_enum("backend", "auto", list(common.BACKENDS), "Rasteriser backend.")
@@ -170,8 +171,9 @@ def main(argv):
                               global_orient=np.asarray(clip.global_orient, np.float32),
                               transl=transl)
   out_dir = _OUTPUT_DIR.value
-  common.write_config(out_dir, "animate", motion={"name": clip.name, "frames": num_frames,
-                                                  "fps": _FPS.value})
+  common.open_run_dir(out_dir, "animate", overwrite=_OVERWRITE.value,
+                      motion={"name": clip.name, "frames": num_frames, "fps": _FPS.value,
+                              "source": os.path.abspath(_MOTION.value)})
   renders = evaluation.render_frames(avatar, body_model, poses, cameras, background=background,
                                      backend=_BACKEND.value, tile_capacity=_TILE_CAPACITY.value,
                                      progress=_PROGRESS.value, desc="animate")

@@ -8,7 +8,13 @@ Each script defines the flag groups it needs at import time (``define_sequence_f
 
 Bad input (a missing path, an unknown sequence name, a wrong format, an unknown loss name)
 raises :class:`InputError`; :func:`run` prints ``<script>: error: <message>`` and exits with
-status 2 instead of a traceback.
+status 2 instead of a traceback (also for a file-system refusal, ``OSError``); any other
+exception is a bug and is printed with its traceback and a pointer to report it (exit 1).
+
+Run directories: :func:`open_run_dir` decides, once the inputs are read and validated, whether
+the run is new, resumes the run already there (same configuration), or is refused (another
+configuration, or a folder that is not a run directory), and only then writes ``flags.txt``
+and ``config.json`` (atomically). ``--overwrite`` is the only way to replace a run's results.
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import sys
+import traceback
 from typing import Any, Callable
 
 from absl import app
@@ -34,6 +42,9 @@ FLAGS = flags.FLAGS
 SEQUENCE_FORMATS = ("auto", "synthetic") + FORMATS
 
 
+BUG_REPORT = "the issue tracker of the hsjax repository"
+
+
 class InputError(ValueError):
   """A bad flag value or input file; the message names it and what was expected."""
 
@@ -46,11 +57,26 @@ def run(main: Callable[[list[str]], Any]) -> None:
       # Apply absl's default level explicitly: otherwise the INFO records of libraries that
       # configure their own loggers (e.g. jax probing for a TPU) reach the console.
       logging.set_verbosity(logging.WARNING)
+    script = os.path.basename(sys.argv[0])
     try:
       return main(argv)
     except InputError as e:
-      print(f"{os.path.basename(sys.argv[0])}: error: {e}", file=sys.stderr)
+      print(f"{script}: error: {e}", file=sys.stderr)
       sys.exit(2)
+    except OSError as e:  # the file system refused (a path that is a file, disk full, ...)
+      where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+      print(f"{script}: error: {where}{e.strerror or e}", file=sys.stderr)
+      sys.exit(2)
+    except MemoryError:
+      print(f"{script}: error: out of memory; use fewer frames, a smaller --image_size or "
+            "--num_gaussians", file=sys.stderr)
+      sys.exit(2)
+    except Exception:  # pylint: disable=broad-except
+      traceback.print_exc()
+      print(f"{script}: internal error: this is a bug in hsjax, not in your input; please "
+            f"report it ({BUG_REPORT}) with the command line and the traceback above",
+            file=sys.stderr)
+      sys.exit(1)
 
   app.run(guarded)
 
@@ -177,8 +203,11 @@ def load_sequence(f: SequenceFlags | dict[str, Any], body_model=None):
     if resolved != "4dhumans":
       raise InputError(f"--track_id: only for --format=4dhumans, found format '{resolved}'")
     kwargs["track_id"] = spec["track_id"]
+  from hsjax.data import sequence as seq_lib  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   try:
-    return data.load_sequence(name, format=fmt, **kwargs)
+    # Every frame is read (and checked) now, so a bad file stops the run before anything is
+    # written, not half-way through the fit.
+    return seq_lib.read_frames(data.load_sequence(name, format=fmt, **kwargs), name)
   except (FileNotFoundError, ValueError, KeyError) as e:
     raise InputError(f"--sequence={name} (--format={fmt}): {e}") from e
 
@@ -360,6 +389,7 @@ class OutputFlags:
   orbit_frames: Any
   videos: Any
   lpips: Any
+  overwrite: Any = None
 
 
 def define_run_flags(default_output_dir: str
@@ -384,7 +414,16 @@ def define_output_flags(default_dir: str) -> OutputFlags:
       orbit_frames=flags.DEFINE_integer("orbit_frames", 90, "Frames of the orbit video."),
       videos=flags.DEFINE_bool("videos", True, "Write the MP4 videos."),
       lpips=flags.DEFINE_bool("lpips", True, "Compute LPIPS when its weights are present."),
+      overwrite=define_overwrite_flag(),
   )
+
+
+def define_overwrite_flag():
+  return flags.DEFINE_bool(
+      "overwrite", False,
+      "Replace an existing run directory made with another configuration: it is deleted, "
+      "then the run starts from scratch. Without this flag such a directory is refused and "
+      "left untouched; a directory of the same configuration is resumed.")
 
 
 def flags_text() -> str:
@@ -416,22 +455,92 @@ def flag_values() -> dict[str, Any]:
   return out
 
 
+def _jsonable(value) -> Any:
+  if dataclasses.is_dataclass(value):
+    value = dataclasses.asdict(value)
+  return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
 def write_config(run_dir: str, script: str, **sections) -> None:
-  """Writes ``flags.txt`` and ``config.json`` (flags, ``sections``, versions, date)."""
+  """Writes ``flags.txt`` and ``config.json`` (flags, ``sections``, versions, date), each
+  atomically (a reader never sees a half-written file)."""
   import jax  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   import hsjax  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax.io import atomic  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   os.makedirs(run_dir, exist_ok=True)
-  with open(os.path.join(run_dir, "flags.txt"), "w") as f:
-    f.write(flags_text())
   config = {"script": script, "flags": flag_values(),
             "versions": {"hsjax": hsjax.__version__, "jax": jax.__version__,
                          "python": platform.python_version()},
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "devices": [str(d) for d in jax.devices()]}
   for name, value in sections.items():
-    config[name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
-  with open(os.path.join(run_dir, "config.json"), "w") as f:
-    json.dump(config, f, indent=1, sort_keys=True, default=str)
+    config[name] = _jsonable(value)
+  atomic.write_text(os.path.join(run_dir, "config.json"),
+                    json.dumps(config, indent=1, sort_keys=True, default=str))
+  atomic.write_text(os.path.join(run_dir, "flags.txt"), flags_text())
+
+
+# Fields of a fit configuration that may change when a run is resumed (hsjax.fit).
+def _resumable_fields() -> tuple[str, ...]:
+  from hsjax.fit.config import RESUMABLE_FIELDS  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  return tuple(RESUMABLE_FIELDS)
+
+
+def run_dir_decision(run_dir: str, script: str, *, overwrite: bool, **sections) -> str:
+  """Decides what happens to ``run_dir``; writes nothing.
+
+  Returns:
+    ``"new"`` (absent or empty), ``"resume"`` (a run directory of this script with the same
+    ``sections``; fields of the fit that may change on resume are ignored) or ``"replace"``
+    (another configuration, and ``overwrite``).
+
+  Raises:
+    InputError: ``run_dir`` is a file; a non-empty folder that is not a run directory (no
+      ``config.json``; never deleted, even with ``overwrite``); or a run of another
+      configuration without ``overwrite`` (the message names the differing sections).
+  """
+  if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+    raise InputError(f"--output_dir: {run_dir} is a file, expected a directory (new, or a run "
+                     "directory to resume)")
+  if not os.path.isdir(run_dir) or not os.listdir(run_dir):
+    return "new"
+  path = os.path.join(run_dir, "config.json")
+  if not os.path.isfile(path):
+    raise InputError(f"--output_dir: {run_dir} is not empty and not a run directory (no "
+                     "config.json); choose a new or empty folder")
+  try:
+    with open(path) as f:
+      stored = json.load(f)
+  except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+    stored = {}
+  skip = set(_resumable_fields())
+  differing = []
+  for name, value in {"script": script, **sections}.items():
+    now, before = _jsonable(value), stored.get(name)
+    if isinstance(now, dict) and isinstance(before, dict) and name.startswith("fit_config"):
+      now = {k: v for k, v in now.items() if k not in skip}
+      before = {k: v for k, v in before.items() if k not in skip}
+    if now != before:
+      keys = (sorted(k for k in set(now) | set(before) if now.get(k) != before.get(k))
+              if isinstance(now, dict) and isinstance(before, dict) else [])
+      differing.append(f"{name}" + (f" ({', '.join(keys[:6])})" if keys else ""))
+  if not differing:
+    return "resume"
+  if overwrite:
+    return "replace"
+  raise InputError(f"--output_dir: {run_dir} holds a run with another configuration (differs "
+                   f"in {'; '.join(differing)}); nothing was changed. Pass --overwrite to "
+                   "replace its results, or choose another --output_dir")
+
+
+def open_run_dir(run_dir: str, script: str, *, overwrite: bool, **sections) -> str:
+  """:func:`run_dir_decision`, then clears the folder on ``"replace"`` and writes the
+  provenance files (:func:`write_config`). Call once every input is read and validated."""
+  decision = run_dir_decision(run_dir, script, overwrite=overwrite, **sections)
+  if decision == "replace":
+    shutil.rmtree(run_dir)
+  write_config(run_dir, script, **sections)
+  return decision
 
 
 def read_config(run_dir: str) -> dict[str, Any]:
@@ -482,7 +591,7 @@ def fit_evaluate_write(run_dir: str, sequence, config, body_model, *, seed: int,
                      checkpoint_dir=os.path.join(run_dir, "checkpoints") if checkpoints else None)
   except ValueError as e:
     if "checkpoint" in str(e):
-      raise InputError(f"{e} (or pass --nocheckpoints)") from e
+      raise InputError(f"{e} (or pass --overwrite to start this run directory afresh)") from e
     raise
   t1 = time.perf_counter()
   log(f"fit: {config.steps} steps in {t1 - t0:.1f} s")

@@ -16,7 +16,7 @@ r"""The main demo: fit the default synthetic sequence and write every output.
 
 Every flag of ``experiments/fit.py`` works here too (``--helpfull``); this script only
 changes the output folder and prints a summary. Re-running resumes from the checkpoints in
-``outputs/demo/checkpoints`` (delete the folder, or pass ``--nocheckpoints``, to start over).
+``outputs/demo/checkpoints`` (pass ``--overwrite`` to start over; a changed configuration is refused without it).
 
 Measured (2026-11-25, default FitConfig: 900 steps, 2000 Gaussians, 4 frames per step,
 tile capacity 128, CAMEL and 3D depth terms) on a 2-core machine: 131 s wall (sequence from
@@ -75,7 +75,9 @@ def main(argv):
   print(f"      '{sequence.name}': {len(sequence)} frames, {sequence.image_size} px, "
         f"{len(sequence.eval_views)} held-out views ({t_data:.1f} s)", flush=True)
   run_dir = _OUT.output_dir.value
-  common.write_config(run_dir, "demo", sequence=common.sequence_spec(_SEQ), fit_config=config)
+  common.open_run_dir(run_dir, "demo", overwrite=_OUT.overwrite.value,
+                      sequence=common.sequence_spec(_SEQ), fit_config=config,
+                      fit_seed=_FIT.fit_seed.value)
   print("[2/3] fit, [3/3] evaluate and write outputs ...", flush=True)
   out = common.fit_evaluate_write(run_dir, sequence, config, body_model,
                                   seed=_FIT.fit_seed.value, out=_OUT,

@@ -29,6 +29,7 @@ import common  # pylint: disable=g-import-not-at-top,wrong-import-position  # ex
 common.init_jax()
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "Run directory written by fit.py / demo.py.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "", "Where to write (default <run_dir>/evaluate).")
+_OVERWRITE = common.define_overwrite_flag()
 _POSES = flags.DEFINE_enum("poses", "refined", ["refined", "hmr"],
                            "Which poses the avatar is rendered with.")
 _EVAL_STRIDE = flags.DEFINE_integer("eval_stride", 1, "Image metrics on every k-th frame.")
@@ -81,7 +82,8 @@ def main(argv):
   background = tuple(fit_config.get("background", (0.0, 0.0, 0.0)))
   backend = fit_config.get("backend", "auto")
   tile_capacity = int(fit_config.get("tile_capacity", 128))
-  common.write_config(out_dir, "evaluate", run_config=config)
+  common.open_run_dir(out_dir, "evaluate", overwrite=_OVERWRITE.value, run_config=config,
+                      poses=_POSES.value)
   result = evaluation.evaluate_run(body_model, sequence, avatar, poses, background=background,
                                    frame_stride=_EVAL_STRIDE.value,
                                    bbox_margin=_BBOX_MARGIN.value, backend=backend,

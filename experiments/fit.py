@@ -9,7 +9,8 @@ directory in the hsjax layout (``hsjax/data/io.py``), or an importer's input wit
 ``metrics.json``, ``table.md``, ``smpl_refined.npz`` / ``smpl_hmr.npz`` (smplx naming),
 ``avatar.npz`` / ``avatar.ply``, ``panels/*.png``, ``train_view.mp4``, ``orbit.mp4`` and
 ``pose_error.png`` (see ``hsjax/report/run_dir.py``). Checkpoints go to ``<output_dir>/checkpoints``;
-running the same command again resumes from the newest one.
+running the same command again resumes from the newest one. A run directory made with another
+configuration is refused untouched unless ``--overwrite`` is given (which replaces it).
 
 Examples::
 
@@ -48,7 +49,11 @@ def main(argv):
   body_model = common.load_body_model(_BODY_MODEL.value)
   sequence = common.load_sequence(_SEQ, body_model=body_model)
   run_dir = _OUT.output_dir.value
-  common.write_config(run_dir, "fit", sequence=common.sequence_spec(_SEQ), fit_config=config)
+  decision = common.open_run_dir(run_dir, "fit", overwrite=_OUT.overwrite.value,
+                                 sequence=common.sequence_spec(_SEQ), fit_config=config,
+                                 fit_seed=_FIT.fit_seed.value)
+  if decision != "new":
+    print(f"{run_dir}: {'resuming' if decision == 'resume' else 'replacing'} the run there")
   print(f"sequence '{sequence.name}': {len(sequence)} frames, {sequence.image_size} px, "
         f"{len(sequence.eval_views)} held-out views")
   out = common.fit_evaluate_write(run_dir, sequence, config, body_model, seed=_FIT.fit_seed.value,

@@ -80,7 +80,8 @@ def main(argv):
     # Auto axes: the step mixes sharded per-subject arrays with the replicated body model.
     mesh = jax.make_mesh((devices,), ("subject",), axis_types=(jax.sharding.AxisType.Auto,))
   out_dir = _OUT.output_dir.value
-  common.write_config(out_dir, "fit_many", sequences=specs, fit_config=config)
+  common.open_run_dir(out_dir, "fit_many", overwrite=_OUT.overwrite.value, sequences=specs,
+                      fit_config=config, fit_seed=_FIT.fit_seed.value)
   keys = [jax.random.fold_in(jax.random.key(_FIT.fit_seed.value), i)
           for i in range(len(sequences))]
   t0 = time.perf_counter()

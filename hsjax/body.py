@@ -25,6 +25,9 @@ together (about 540 lines).
 from __future__ import annotations
 
 import os
+import pickle
+import zipfile
+import zlib
 from importlib import resources
 
 import flax.struct
@@ -147,6 +150,29 @@ def _dense(value) -> np.ndarray:
   return np.asarray(value)
 
 
+# Rows of skinning weights must sum to 1 within this (float32 files round to ~1e-7).
+WEIGHT_SUM_TOLERANCE = 1e-3
+
+
+def check_skinning_weights(weights: np.ndarray, source: str, field: str = "weights") -> None:
+  """Refuses skinning weights ``[V, J]`` that are negative or whose rows do not sum to 1.
+
+  Raises:
+    ValueError: naming ``source``, the field, the first bad vertex and its sum.
+  """
+  if np.any(weights < -1e-6):
+    v = int(np.argwhere(weights < -1e-6)[0, 0])
+    raise ValueError(f"{source}: field '{field}' must be >= 0, found {weights[v].min():g} at "
+                     f"vertex {v}")
+  sums = weights.sum(axis=1)
+  bad = np.abs(sums - 1.0) > WEIGHT_SUM_TOLERANCE
+  if np.any(bad):
+    v = int(np.argmax(bad))
+    raise ValueError(f"{source}: field '{field}' rows must sum to 1, found {sums[v]:.6g} at "
+                     f"vertex {v} ({int(bad.sum())} of {len(sums)} vertices off by more than "
+                     f"{WEIGHT_SUM_TOLERANCE:g})")
+
+
 def body_model_from_arrays(data: dict, *, num_betas: int = 10, source: str = "<arrays>",
                            dtype=np.float32) -> BodyModel:
   """Builds a :class:`BodyModel` from SMPL-file fields (the keys of an SMPL ``.pkl``).
@@ -193,6 +219,7 @@ def body_model_from_arrays(data: dict, *, num_betas: int = 10, source: str = "<a
   weights = _as_float("weights", source, data["weights"], "[V, 24]", dtype)
   if weights.shape != (num_verts, NUM_JOINTS):
     raise ValueError(f"{source}: weights must be [{num_verts}, 24], found {weights.shape}")
+  check_skinning_weights(np.asarray(weights, np.float64), source)
 
   kintree = np.asarray(data["kintree_table"]).astype(np.int64)
   if kintree.shape != (2, NUM_JOINTS):
@@ -252,11 +279,23 @@ def read_body_file(path: str) -> dict:
   if not os.path.exists(path):
     raise FileNotFoundError(f"body model file not found: {path}")
   ext = os.path.splitext(path)[1].lower()
-  if ext == ".pkl":
-    return smpl_pickle.load_smpl_pickle(path)
-  if ext == ".npz":
-    return smpl_pickle.load_npz_restricted(path)
-  raise ValueError(f"{path}: unknown body model extension '{ext}'; expected .pkl or .npz")
+  if ext not in (".pkl", ".npz"):
+    raise ValueError(f"{path}: unknown body model extension '{ext}'; expected .pkl or .npz")
+  if os.path.isdir(path):
+    raise ValueError(f"{path}: a body model file expected, found a directory")
+  reader = smpl_pickle.load_smpl_pickle if ext == ".pkl" else smpl_pickle.load_npz_restricted
+  try:
+    return reader(path)
+  except smpl_pickle.UnsafePickleError as e:
+    raise ValueError(f"{path}: refusing to unpickle: {e}") from e
+  except FileNotFoundError:
+    raise
+  except (ValueError, pickle.UnpicklingError, EOFError, OSError, MemoryError,
+          zipfile.BadZipFile, zlib.error) as e:
+    if path in str(e):
+      raise ValueError(str(e)) from e
+    kind = "SMPL pickle" if ext == ".pkl" else ".npz archive"
+    raise ValueError(f"{path}: not a readable {kind} ({type(e).__name__}: {e})") from e
 
 
 def load_body_model(path_or_name: str = "default", num_betas: int = 10, *, dtype=np.float32

@@ -67,7 +67,8 @@ from hsjax.rendering import DEFAULT_TILE_CAPACITY
 # Image-metric keys of a summary, in table order.
 IMAGE_METRICS = ("psnr", "ssim", "lpips", "psnr_mask", "ssim_mask", "psnr_full", "ssim_full")
 # Pose-metric keys in table order (those pose_metrics returns).
-POSE_METRICS = ("mpjpe", "pa_mpjpe", "pve", "v2v", "root_error", "w_mpjpe", "accel_error")
+POSE_METRICS = ("mpjpe", "pa_mpjpe", "pve", "v2v", "root_error", "w_mpjpe", "accel_error",
+                "accel_error_aligned")
 
 PROTOCOL = {
     "pose": "hsjax.metrics.pose_metrics vs ground truth, mm; improvement_pct = "

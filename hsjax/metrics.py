@@ -130,7 +130,10 @@ def first_frame_aligned_mpjpe(pred_joints: jax.Array, gt_joints: jax.Array) -> j
 
 
 def accel_error(pred_joints: jax.Array, gt_joints: jax.Array) -> jax.Array:
-  """Mean acceleration error, mm / frame²: joints [T, J, 3] with T >= 3."""
+  """Mean acceleration error in the world frame, mm / frame²: joints [T, J, 3], T >= 3.
+
+  Root jitter counts here; :func:`aligned_accel_error` is the VIBE / WHAM convention.
+  """
   if pred_joints.shape[-3] < 3:
     raise ValueError(f"accel_error needs at least 3 frames, found {pred_joints.shape[-3]}")
 
@@ -138,6 +141,38 @@ def accel_error(pred_joints: jax.Array, gt_joints: jax.Array) -> jax.Array:
     return x[..., 2:, :, :] - 2.0 * x[..., 1:-1, :, :] + x[..., :-2, :, :]
 
   return _mean_norm(accel(pred_joints) - accel(gt_joints))
+
+
+def aligned_accel_error(pred_joints: jax.Array, gt_joints: jax.Array) -> jax.Array:
+  """Mean acceleration error after aligning the pelvis in every frame, mm / frame².
+
+  The convention of VIBE and WHAM ("Accel"): the root's own motion is removed first, so the
+  number measures the jitter of the articulation. Joints [T, J, 3], T >= 3.
+  """
+  return accel_error(pred_joints - pred_joints[..., PELVIS:PELVIS + 1, :],
+                     gt_joints - gt_joints[..., PELVIS:PELVIS + 1, :])
+
+
+def per_joint_mpjpe(pred: jax.Array, gt: jax.Array) -> jax.Array:
+  """[T, J, 3] x2 -> [J] pelvis-aligned error of each joint averaged over frames, mm."""
+  pred = pred - pred[..., PELVIS:PELVIS + 1, :]
+  gt = gt - gt[..., PELVIS:PELVIS + 1, :]
+  return jnp.mean(jnp.linalg.norm(pred - gt, axis=-1), axis=0) * _MM
+
+
+def root_error_in_camera(pred_joints: jax.Array, gt_joints: jax.Array,
+                         world_to_cam: jax.Array) -> jax.Array:
+  """[T, 3] pelvis error (prediction - truth) in each frame's camera axes (OpenCV), mm.
+
+  Its z component is the error along the optical axis, where monocular HMR is weakest.
+
+  Args:
+    pred_joints, gt_joints: [T, J, 3] world frame.
+    world_to_cam: [T, 4, 4] (or [4, 4]) extrinsics of the training camera.
+  """
+  diff = pred_joints[..., PELVIS, :] - gt_joints[..., PELVIS, :]
+  rot = jnp.broadcast_to(world_to_cam[..., :3, :3], (*diff.shape[:-1], 3, 3))
+  return jnp.einsum("...ij,...j->...i", rot, diff) * _MM
 
 
 def pose_metrics(body_model: body_lib.BodyModel, pred: body_lib.SMPLParams,
@@ -151,7 +186,8 @@ def pose_metrics(body_model: body_lib.BodyModel, pred: body_lib.SMPLParams,
 
   Returns:
     dict with ``mpjpe``, ``pa_mpjpe``, ``pve``, ``v2v``, ``root_error``, ``global_mpjpe``,
-    ``w_mpjpe`` (first-frame aligned) and ``accel_error`` (when T >= 3).
+    ``w_mpjpe`` (first-frame aligned), ``accel_error`` (world frame) and
+    ``accel_error_aligned`` (pelvis-aligned, VIBE/WHAM) when T >= 3.
   """
   if pred.num_frames != gt.num_frames:
     raise ValueError(f"pose_metrics: prediction has {pred.num_frames} frames, ground truth "
@@ -170,6 +206,7 @@ def pose_metrics(body_model: body_lib.BodyModel, pred: body_lib.SMPLParams,
   }
   if jp.shape[0] >= 3:
     result["accel_error"] = accel_error(jp, jg)
+    result["accel_error_aligned"] = aligned_accel_error(jp, jg)
   return {k: float(v) for k, v in result.items()}
 
 

@@ -95,8 +95,9 @@ def quat_to_matrix(quat: jax.Array) -> jax.Array:
   (``kernels.rasterize.projection.quat_to_rotmat``, same semantics): ``kernels/`` sits below
   ``hsjax`` and imports nothing from it.
   """
-  norm2 = jnp.sum(quat * quat, axis=-1, keepdims=True)
-  q = quat / jnp.sqrt(jnp.where(norm2 > 0, norm2, 1.0))
+  zero = jnp.all(quat == 0, axis=-1, keepdims=True)
+  # The norm of a safe stand-in: finite gradients at zero, and the plain norm elsewhere.
+  q = quat / jnp.linalg.norm(jnp.where(zero, 1.0, quat), axis=-1, keepdims=True)
   w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
   return jnp.stack([
       jnp.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),

@@ -25,7 +25,7 @@ SEQUENCE = ("sequence", "format", "seed", "hmr_noise", "num_frames", "image_size
 FIT = ("steps", "warmup_steps", "batch_frames", "num_gaussians", "sh_degree", "losses", "refine",
        "train_betas", "learn_skinning", "nonrigid", "densify_every", "means_lr",
        "camel_refresh_every", "backend", "tile_capacity", "fit_seed", "progress")
-OUT = ("output_dir", "eval_stride", "bbox_margin", "num_panels", "orbit_frames", "videos",
+OUT = ("output_dir", "eval_stride", "bbox_margin", "num_panels", "orbit_frames", "videos", "overwrite",
        "lpips")
 SCRIPT_FLAGS = {
     "fit": SEQUENCE + FIT + OUT + ("body_model", "checkpoints"),

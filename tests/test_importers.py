@@ -205,10 +205,59 @@ def test_peoplesnapshot_round_trip(small_body, source, tmp_path):
 
 def test_peoplesnapshot_split_needs_frames(small_body, source, tmp_path):
   _write_peoplesnapshot(source, tmp_path, extra_images=3)
-  with pytest.raises(ValueError, match=r"4 poses but 7 images selected; pass frames="):
+  with pytest.raises(ValueError, match=r"4 poses but 7 images selected \(all images\); pass "
+                     r"frames="):
     load_sequence(str(tmp_path), body_model=small_body)
   seq = load_sequence(str(tmp_path), body_model=small_body, frames=slice(0, 4))
   assert len(seq) == NUM_FRAMES
+
+
+def _write_ps_subject(ref, root, num_images, splits):
+  """A PeopleSnapshot folder of ``num_images`` tiny frames with one pose file per split."""
+  for d in ("images", "masks", "poses"):
+    os.makedirs(root / d)
+  img, mask = _u8(ref.images[0]), np.asarray(ref.masks[0])
+  for t in range(num_images):
+    iio.imwrite(root / "images" / f"image_{t:04d}.png", img)
+    np.save(root / "masks" / f"mask_{t:04d}.npy", mask)
+  np.savez(root / "cameras.npz", intrinsic=np.asarray(ref.cameras.K[0]),
+           extrinsic=np.asarray(ref.cameras.world_to_cam[0]), height=48, width=48)
+  for split, num in splits.items():
+    idx = np.arange(num) % NUM_FRAMES
+    np.savez(root / "poses" / f"anim_nerf_{split}.npz", betas=np.asarray(ref.gt.betas)[None],
+             global_orient=ref.gt.global_orient[idx],
+             body_pose=ref.gt.body_pose[idx].reshape(-1, 69),
+             transl=ref.gt.transl[0] + np.arange(num)[:, None] * 1e-3)
+
+
+def test_peoplesnapshot_published_splits(small_body, source, tmp_path):
+  """male-3-sport: train = images[1:231:2] (115), test = images[230:461:6] (39), as in
+  InstantAvatar's config; the folder name selects the subject."""
+  from hsjax.data.importers import peoplesnapshot  # pylint: disable=g-import-not-at-top
+  root = tmp_path / "male-3-sport"
+  _write_ps_subject(source, root, 461, {"train": 115, "test": 39, "val": 1})
+  train = load_sequence(str(root), body_model=small_body)
+  assert len(train) == 115 and train.metadata["split_frames"] == [1, 231, 2]
+  assert [os.path.basename(p) for p in train.images.paths[:2]] == ["image_0001.png",
+                                                                    "image_0003.png"]
+  assert os.path.basename(train.masks.paths[-1]) == "mask_0229.npy"
+  np.testing.assert_allclose(train.hmr.transl[7] - train.hmr.transl[6], 1e-3, atol=1e-6)
+  test = load_sequence(str(root), body_model=small_body, split="test")
+  assert len(test) == 39 and os.path.basename(test.images.paths[-1]) == "image_0458.png"
+  val = load_sequence(str(root), body_model=small_body, split="val")
+  assert [os.path.basename(p) for p in val.images.paths] == ["image_0230.png"]
+  assert peoplesnapshot.split_frames("male-4-casual", "test") == slice(660, 873, 6)
+  with pytest.raises(ValueError, match=r"split 'tset': expected one of \['test', 'train', "
+                     r"'val'\]"):
+    load_sequence(str(root), body_model=small_body, split="tset")
+  with pytest.raises(ValueError, match=r"subject 'me' has no published split; expected one of"):
+    peoplesnapshot.split_frames("me", "train")
+  # Too few images for the published split: the error says which frames were selected.
+  for t in range(420, 461):
+    os.remove(root / "images" / f"image_{t:04d}.png")
+    os.remove(root / "masks" / f"mask_{t:04d}.npy")
+  with pytest.raises(ValueError, match=r"39 poses but 32 images selected \(images\[230:461:6\]\)"):
+    load_sequence(str(root), body_model=small_body, split="test")
 
 
 # ------------------------------------------------------------------------------------------
@@ -272,6 +321,59 @@ def test_zju_bad_input(small_body, source, tmp_path):
     load_sequence(str(tmp_path), body_model=small_body)
   with pytest.raises(ValueError, match="camera 5 out of range; 3 cameras"):
     load_sequence(str(tmp_path), body_model=small_body, camera=5)
+
+
+def _write_zju_protocol(root, num_frames=501, num_cams=6, size=8):
+  """A Neural Body layout with ``num_frames`` entries in ``ims``; files exist only for the
+  frames of the published splits."""
+  k = np.array([[10.0, 0, 4], [0, 10.0, 4], [0, 0, 1]])
+  cams = {"K": [k] * num_cams, "R": [np.eye(3)] * num_cams,
+          "T": [np.array([[0.0], [0.0], [3000.0]])] * num_cams, "D": [np.zeros((5, 1))] * num_cams}
+  used = set(range(0, 500, 5)) | set(range(0, 510, 30))
+  img = np.full((size, size, 3), 128, np.uint8)
+  mask = np.zeros((size, size), np.uint8)
+  mask[2:6, 3:5] = 1
+  ims = []
+  os.makedirs(root / "new_params")
+  for t in range(num_frames):
+    paths = [f"Camera_B{c + 1}/{t:06d}.jpg" for c in range(num_cams)]
+    ims.append({"ims": paths})
+    if t not in used:
+      continue
+    for rel in paths:
+      for d in (root, root / "mask_cihp"):
+        os.makedirs(d / os.path.dirname(rel), exist_ok=True)
+      iio.imwrite(root / rel.replace(".jpg", ".png"), img, extension=".png")
+      os.replace(root / rel.replace(".jpg", ".png"), root / rel)
+      iio.imwrite(root / "mask_cihp" / rel.replace(".jpg", ".png"), mask)
+    np.save(root / "new_params" / f"{t}.npy",
+            {"poses": np.zeros((1, 72)), "Rh": np.zeros((1, 3)), "Th": np.full((1, 3), t / 1000),
+             "shapes": np.zeros((1, 10))}, allow_pickle=True)
+  np.save(root / "annots.npy", {"cams": cams, "ims": ims}, allow_pickle=True)
+
+
+def test_zju_published_splits(small_body, tmp_path):
+  """GauHuman's protocol: train = camera 4, ims[0:500:5], no eval views; test = camera 4 at
+  ims[0:510:30] with every other camera as an eval view."""
+  _write_zju_protocol(tmp_path)
+  train = load_sequence(str(tmp_path), body_model=small_body, split="train")
+  assert len(train) == 100 and train.eval_views == [] and train.metadata["camera"] == 4
+  assert train.images.paths[1].endswith("Camera_B5/000005.jpg")
+  np.testing.assert_allclose(train.gt.transl[1] - train.gt.transl[0], 5e-3, atol=1e-6)
+  test = load_sequence(str(tmp_path), body_model=small_body, split="test")
+  assert len(test) == 17 and test.images.paths[-1].endswith("Camera_B5/000480.jpg")
+  assert [v.metadata["camera"] for v in test.eval_views] == [0, 1, 2, 3, 5]
+  with pytest.raises(ValueError, match="fixes the camera, frames and evaluation cameras"):
+    load_sequence(str(tmp_path), body_model=small_body, split="train", camera=1)
+  with pytest.raises(ValueError, match=r"split 'val': expected one of \['test', 'train'\]"):
+    load_sequence(str(tmp_path), body_model=small_body, split="val")
+
+
+def test_zju_split_needs_the_frames(small_body, tmp_path):
+  _write_zju_protocol(tmp_path, num_frames=300)
+  with pytest.raises(ValueError, match=r"annots.npy: split 'train' needs frames 0:500:5 of "
+                     r"'ims', found 300 frames"):
+    load_sequence(str(tmp_path), body_model=small_body, split="train")
 
 
 def test_format_detection(small_body, source, tmp_path):

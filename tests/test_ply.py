@@ -56,7 +56,10 @@ def test_gaussians_round_trip_and_3dgs_layout(tmp_path, degree):
     assert table[0, 9 + 1 * num + 2] == sh[0, 3, 1]
   back = ply.load_ply(path)
   np.testing.assert_array_equal(back.means, g.means)
-  np.testing.assert_array_equal(back.quats, g.quats)
+  # Written as unit quaternions (viewers use rot_* as stored): same rotation, norm 1.
+  q = np.asarray(g.quats, np.float64)
+  np.testing.assert_allclose(back.quats, q / np.linalg.norm(q, axis=1, keepdims=True), atol=1e-6)
+  np.testing.assert_allclose(np.linalg.norm(table[:, -4:], axis=1), 1.0, atol=1e-6)
   np.testing.assert_array_equal(back.sh, g.sh)
   np.testing.assert_allclose(back.scales, g.scales, rtol=1e-6)
   np.testing.assert_allclose(back.opacities, g.opacities, rtol=1e-6)

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 
 import imageio.v3 as iio
 import numpy as np
@@ -48,6 +49,7 @@ import numpy as np
 from hsjax import body as body_lib
 from hsjax.camera import Camera
 from hsjax.data import sequence as seq_lib
+from hsjax.io import npz as npz_lib
 
 FORMAT_NAME = "hsjax-sequence"
 FORMAT_VERSION = 1
@@ -109,31 +111,138 @@ def _json_default(x):
   return str(x)
 
 
+class InputWarning(UserWarning):
+  """Input accepted under an assumption the message states (e.g. masks stored as 0/1)."""
+
+
+# Folders already warned about (one warning per folder, not one per frame).
+_WARNED: set[tuple[str, str]] = set()
+
+
+def _warn_once(path: str, kind: str, message: str) -> None:
+  key = (os.path.dirname(os.path.abspath(path)), kind)
+  if key not in _WARNED:
+    _WARNED.add(key)
+    warnings.warn(InputWarning(message), stacklevel=3)
+
+
+def _imread(path: str, what: str) -> np.ndarray:
+  try:
+    with open(path, "rb") as f:
+      data = f.read()
+  except FileNotFoundError:
+    raise FileNotFoundError(f"{path}: {what} file not found") from None
+  try:
+    # From bytes: imageio leaks the file handle of a path it cannot decode.
+    return iio.imread(data, extension=os.path.splitext(path)[1].lower() or None)
+  except Exception as e:  # Pillow / imageio raise many types on damaged files
+    raise ValueError(f"{path}: not a readable {what} ({type(e).__name__}: {e})") from e
+
+
 def load_image(path: str) -> np.ndarray:
-  img = iio.imread(path)
+  """An RGB image as float32 ``[H, W, 3]`` in [0, 1] (8 or 16 bit; grey and RGBA accepted).
+
+  Raises:
+    ValueError: an unreadable or truncated file, or an unsupported layout (names the file).
+  """
+  img = _imread(path, "image")
   if img.ndim == 2:
     img = np.repeat(img[..., None], 3, axis=2)
+  if img.ndim != 3 or img.shape[-1] not in (3, 4):
+    raise ValueError(f"{path}: an image must be [H, W] or [H, W, 3|4], found {list(img.shape)}")
   if img.shape[-1] == 4:
     img = img[..., :3]
+  if img.dtype not in (np.uint8, np.uint16):
+    raise ValueError(f"{path}: an image must be 8 or 16 bit, found {img.dtype}")
   scale = 65535.0 if img.dtype == np.uint16 else 255.0
   return img.astype(np.float32) / scale
 
 
-def load_mask(path: str) -> np.ndarray:
-  m = iio.imread(path)
+def mask_from_array(m: np.ndarray, path: str) -> np.ndarray:
+  """A stored mask array as float32 person coverage in [0, 1].
+
+  Integer masks are 0/255 (8 bit) or 0/65535 (16 bit); a mask whose values are only 0 and 1
+  (a common mistake: saved as 0/1) is read as 1 = person, with an :class:`InputWarning` naming
+  the folder. Float masks must lie in [0, 1]; float masks in 0..255 are rescaled with a
+  warning. Anything else raises ``ValueError`` naming ``path``.
+  """
+  m = np.asarray(m)
   if m.ndim == 3:  # RGB(A) mask: any channel
     m = m[..., :3].max(axis=-1)
-  scale = 65535.0 if m.dtype == np.uint16 else (1.0 if m.dtype == bool else 255.0)
-  return m.astype(np.float32) / scale
+  if m.ndim != 2:
+    raise ValueError(f"{path}: a mask must be [H, W] (or RGB), found {list(m.shape)}")
+  if m.dtype == bool:
+    return m.astype(np.float32)
+  if np.issubdtype(m.dtype, np.integer):
+    top = int(m.max(initial=0))
+    if 0 < top <= 1:
+      _warn_once(path, "mask01", f"{path}: mask values are 0/1, expected 0/255; read as "
+                 "1 = person (every mask of this folder is read so)")
+      return m.astype(np.float32)
+    if int(m.min(initial=0)) < 0:
+      raise ValueError(f"{path}: mask values must be >= 0, found {int(m.min())}")
+    scale = 65535.0 if m.dtype == np.uint16 else 255.0
+    if top > scale:
+      raise ValueError(f"{path}: mask values must lie in [0, {scale:g}] for {m.dtype}, found "
+                       f"max {top}")
+    return m.astype(np.float32) / scale
+  m = m.astype(np.float32)
+  if not np.all(np.isfinite(m)):
+    raise ValueError(f"{path}: mask contains NaN or inf")
+  lo, hi = float(m.min(initial=0.0)), float(m.max(initial=0.0))
+  if lo < 0 or hi > 255:
+    raise ValueError(f"{path}: mask values must lie in [0, 1], found [{lo:g}, {hi:g}]")
+  if hi > 1.0 + 1e-3:
+    _warn_once(path, "mask255", f"{path}: float mask values reach {hi:g}, expected [0, 1]; "
+               "read as 0..255 (divided by 255)")
+    return m / 255.0
+  return m
 
 
-def load_depth(path: str) -> np.ndarray:
+def load_label_mask(path: str) -> np.ndarray:
+  """A label image (e.g. CIHP body parts, or 0/1) as float32 ``[H, W]``: 1 where > 0."""
+  m = _imread(path, "mask")
+  if m.ndim == 3:
+    m = m[..., :3].max(axis=-1)
+  return (m > 0).astype(np.float32)
+
+
+def load_mask(path: str) -> np.ndarray:
+  """A person mask file (PNG/JPEG, or ``.npy``) as float32 ``[H, W]`` in [0, 1]; see
+  :func:`mask_from_array` for the accepted encodings."""
   if path.endswith(".npy"):
-    return np.load(path).astype(np.float32)
-  d = iio.imread(path)
-  if d.dtype != np.uint16:
-    raise ValueError(f"{path}: a depth PNG must be 16-bit millimetres, found {d.dtype}")
-  return d.astype(np.float32) / 1000.0
+    return mask_from_array(_load_npy(path, "mask"), path)
+  return mask_from_array(_imread(path, "mask"), path)
+
+
+def _load_npy(path: str, what: str) -> np.ndarray:
+  try:
+    return np.load(path, allow_pickle=False)
+  except FileNotFoundError:
+    raise FileNotFoundError(f"{path}: {what} file not found") from None
+  except (ValueError, OSError, EOFError) as e:
+    raise ValueError(f"{path}: not a readable {what} .npy array ({type(e).__name__}: "
+                     f"{e})") from e
+
+
+def load_depth(path: str, *, metric: bool = True) -> np.ndarray:
+  """A depth map: ``.npy`` float metres, or a 16-bit ``.png`` in millimetres.
+
+  ``metric`` checks the unit (:func:`hsjax.data.sequence.check_depth`); relative depth
+  (affine-ambiguous) is only checked for NaN / inf.
+  """
+  if path.endswith(".npy"):
+    d = _load_npy(path, "depth")
+  else:
+    d = _imread(path, "depth map")
+    if d.dtype != np.uint16:
+      raise ValueError(f"{path}: a depth PNG must be 16-bit millimetres, found {d.dtype}")
+    d = d.astype(np.float32) / 1000.0
+  return seq_lib.check_depth(d, path, metric=metric)
+
+
+def load_relative_depth(path: str) -> np.ndarray:
+  return load_depth(path, metric=False)
 
 
 def _frame_files(folder: str, exts: tuple[str, ...]) -> dict[str, str]:
@@ -176,8 +285,7 @@ def load_hsjax(path: str, *, parent: seq_lib.Sequence | None = None) -> seq_lib.
   npz_path = os.path.join(path, "sequence.npz")
   if not os.path.exists(npz_path):
     raise FileNotFoundError(f"{path}: not an hsjax sequence (no sequence.npz)")
-  with np.load(npz_path, allow_pickle=False) as f:
-    arrays = {k: f[k] for k in f.files}
+  arrays = npz_lib.read_npz(npz_path, "hsjax sequence file")
   fmt = str(arrays.get("format", ""))
   if fmt != FORMAT_NAME:
     raise ValueError(f"{npz_path}: field 'format' must be '{FORMAT_NAME}', found '{fmt}'")
@@ -221,8 +329,13 @@ def load_hsjax(path: str, *, parent: seq_lib.Sequence | None = None) -> seq_lib.
   meta_path = os.path.join(path, "metadata.json")
   metadata = {}
   if os.path.exists(meta_path):
-    with open(meta_path) as f:
-      metadata = json.load(f)
+    try:
+      with open(meta_path) as f:
+        metadata = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+      raise ValueError(f"{meta_path}: not valid JSON ({e})") from e
+    if not isinstance(metadata, dict):
+      raise ValueError(f"{meta_path}: expected a JSON object, found {type(metadata).__name__}")
   metadata.setdefault("source", os.path.abspath(path))
   # Files written before depth_K was a field of its own kept it in metadata.json.
   depth_k = arrays.get("depth_K", metadata.pop("depth_K", None))
@@ -235,7 +348,8 @@ def load_hsjax(path: str, *, parent: seq_lib.Sequence | None = None) -> seq_lib.
                                 field="images"),
       masks=seq_lib.LazyFrames([masks[s] for s in stems], load_mask, (height, width),
                                field="masks"),
-      depth=(seq_lib.LazyFrames([depths[s] for s in stems], load_depth, (height, width),
+      depth=(seq_lib.LazyFrames([depths[s] for s in stems], load_relative_depth
+                                if depth_kind == "relative" else load_depth, (height, width),
                                 field="depth") if depths else None),
       depth_kind=depth_kind if depths else None, depth_K=depth_k, cameras=cameras, hmr=hmr, gt=gt,
       fps=float(arrays.get("fps", parent.fps if parent is not None else 30.0)),

@@ -23,6 +23,7 @@ the body on the floor afterwards (:func:`ground_motion`).
 
 from __future__ import annotations
 
+import hashlib
 from typing import Callable
 
 import numpy as np
@@ -255,9 +256,29 @@ def get_motion(name: str, num_frames: int, fps: float = 30.0) -> motion_lib.Moti
   if name not in builtin:
     raise ValueError(f"unknown motion '{name}'; valid: parametric {sorted(PARAMETRIC_MOTIONS)} "
                      f"or builtin {builtin}")
-  clip = motion_pkg.builtin_motion(name, target_fps=fps)
+  return prepare_clip(motion_pkg.builtin_motion(name, target_fps=fps), num_frames, fps)
+
+
+def prepare_clip(clip: motion_lib.Motion, num_frames: int, fps: float = 30.0
+                 ) -> motion_lib.Motion:
+  """Any captured clip made ready for the benchmark, as :func:`get_motion` does its own.
+
+  Resampled to ``fps``, turned to face +z at its first frame, centred, and cut or extended to
+  ``num_frames`` (:func:`fit_length`).
+  """
+  if abs(float(clip.fps) - fps) > 1e-6:
+    clip = motion_lib.resample(clip, fps)
   clip = motion_lib.normalize(clip, heading=True, ground=False, center=True)
   return fit_length(clip, num_frames)
+
+
+def motion_digest(clip: motion_lib.Motion) -> str:
+  """A short hash of a clip's content (poses, translation, frame rate)."""
+  h = hashlib.sha1()
+  for x in (clip.body_pose, clip.global_orient, clip.transl):
+    h.update(np.ascontiguousarray(np.asarray(x, np.float64)).tobytes())
+  h.update(repr(float(clip.fps)).encode())
+  return h.hexdigest()[:12]
 
 
 def fit_length(clip: motion_lib.Motion, num_frames: int) -> motion_lib.Motion:

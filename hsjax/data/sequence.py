@@ -92,6 +92,9 @@ class Sequence:
   # monocular network's estimated focal length); None: the cameras' K.
   depth_K: Any = None
   fps: float = 30.0
+  # [T, 24, 3] 2D keypoints at the SMPL joints (x, y pixels; confidence in [0, 1], 0 where
+  # unobserved), e.g. hsjax.video's landmarks mapped to SMPL; None: no keypoint term.
+  keypoints_2d: Any = None
   eval_views: list["Sequence"] = dataclasses.field(default_factory=list)
   novel_pose: "Sequence | None" = None
   # Free-form JSON. Keys listed in ``metadata["per_frame"]`` hold one entry per frame (e.g. an
@@ -157,12 +160,104 @@ class Sequence:
         self, metadata=metadata, images=take(self.images), masks=take(self.masks),
         depth=take(self.depth),
         depth_K=None if self.depth_K is None else np.asarray(self.depth_K)[idx],
+        keypoints_2d=(None if self.keypoints_2d is None
+                      else np.asarray(self.keypoints_2d)[idx]),
         cameras=cams, hmr=params(self.hmr), gt=params(self.gt), fps=self.fps / step,
         eval_views=[v.slice(start, stop, step) for v in self.eval_views])
 
 
 # ------------------------------------------------------------------------------------------
 # Validation
+
+
+# A person filmed more than this far away is implausible: larger depths are in millimetres.
+MAX_METRIC_DEPTH_M = 100.0
+
+
+def check_depth(d: np.ndarray, path: str, *, metric: bool = True) -> np.ndarray:
+  """Checks a depth map (metres, 0 = invalid; ``metric=False``: relative, finite only);
+  returns it as float32.
+
+  Raises:
+    ValueError: NaN / inf, negative values, or values that are millimetres (median of the
+      valid pixels above :data:`MAX_METRIC_DEPTH_M`), naming ``path``.
+  """
+  d = np.asarray(d, np.float32)
+  if d.ndim != 2:
+    raise ValueError(f"{path}: depth must be [H, W], found {list(d.shape)}")
+  if not np.all(np.isfinite(d)):
+    raise ValueError(f"{path}: depth contains {int((~np.isfinite(d)).sum())} NaN or inf "
+                     "values; expected metres with 0 = invalid")
+  if not metric:
+    return d
+  if float(d.min(initial=0.0)) < 0:
+    raise ValueError(f"{path}: depth must be >= 0 (metres, 0 = invalid), found min "
+                     f"{float(d.min()):g}")
+  valid = d[d > 0]
+  if valid.size and float(np.median(valid)) > MAX_METRIC_DEPTH_M:
+    raise ValueError(f"{path}: depth must be in metres, found median {float(np.median(valid)):g} "
+                     "(millimetres? divide by 1000, or store a 16-bit PNG in millimetres)")
+  return d
+
+
+def check_mask_frame(mask: np.ndarray, t: int, where: str) -> None:
+  """Refuses an empty (no person pixel) or constant (e.g. every pixel 0.5 or 1) mask.
+
+  Args:
+    mask: [H, W] coverage in [0, 1].
+    t: the frame index, for the message.
+    where: the file (or sequence) the frame came from.
+  """
+  top, low = float(np.max(mask)), float(np.min(mask))
+  if top <= 0:
+    raise ValueError(f"{where}: field 'masks' frame {t} is empty (no person pixel)")
+  if top - low < 1e-6:
+    raise ValueError(f"{where}: field 'masks' frame {t} is constant (every pixel {top:g}); "
+                     "expected a person mask (1 = person, 0 = background)")
+
+
+def check_masks_content(masks: np.ndarray, source: str, paths=None) -> None:
+  """:func:`check_mask_frame` on every frame of ``masks [T, H, W]``."""
+  for t in range(masks.shape[0]):
+    check_mask_frame(masks[t], t, paths[t] if paths is not None else source)
+
+
+def read_frames(seq: Sequence, source: str | None = None) -> Sequence:
+  """Reads every frame of ``seq`` (and of its eval / novel-pose views) into memory.
+
+  Each file is read once: a damaged or missing file, a mask that is empty or constant, or a
+  depth map in the wrong unit raises ``ValueError`` naming the file and the frame index. The
+  returned sequence holds numpy arrays, so a fit never meets a bad file half-way.
+  """
+  source = source or seq.name or "<sequence>"
+
+  def read(frames, field: str):
+    if frames is None or not isinstance(frames, LazyFrames):
+      return frames
+    out = np.empty(frames.shape, frames.dtype)
+    for t in range(len(frames)):
+      try:
+        out[t] = frames[t]
+      except (ValueError, FileNotFoundError) as e:
+        msg = str(e)
+        if frames.paths[t] not in msg:
+          msg = f"{frames.paths[t]}: {msg}"
+        raise type(e)(f"{msg} ({field} frame {t})") from e
+    return out
+
+  masks = read(seq.masks, "masks")
+  paths = seq.masks.paths if isinstance(seq.masks, LazyFrames) else None
+  check_masks_content(np.asarray(masks), source, paths)
+  depth = read(seq.depth, "depth")
+  if depth is not None and not isinstance(seq.depth, LazyFrames):
+    for t in range(depth.shape[0]):
+      check_depth(depth[t], f"{source}: depth frame {t}", metric=seq.depth_kind == "metric")
+  out = dataclasses.replace(seq, images=read(seq.images, "images"), masks=masks, depth=depth)
+  out.eval_views = [read_frames(v, f"{source} eval view {i}")
+                    for i, v in enumerate(seq.eval_views)]
+  if seq.novel_pose is not None:
+    out.novel_pose = read_frames(seq.novel_pose, f"{source} novel_pose")
+  return out
 
 
 def _check_finite(source: str, field: str, value: np.ndarray) -> None:
@@ -223,8 +318,21 @@ def validate_cameras(cameras: Camera, num_frames: int, source: str) -> Camera:
     t = int(np.argmax(err > 1e-3) if np.any(err > 1e-3) else np.argmax(np.linalg.det(rot) < 0))
     raise ValueError(f"{source}: field 'world_to_cam' frame {t} is not a rigid transform "
                      f"(|R R^T - I| = {err[t]:.2e}, det R = {np.linalg.det(rot[t]):.3f})")
-  if np.any(k[:, 0, 0] <= 0) or np.any(k[:, 1, 1] <= 0):
-    raise ValueError(f"{source}: field 'K' has non-positive focal lengths")
+  bottom = np.abs(w2c[:, 3] - np.array([0.0, 0.0, 0.0, 1.0])).max(axis=1)
+  if np.any(bottom > 1e-6):
+    t = int(np.argmax(bottom > 1e-6))
+    raise ValueError(f"{source}: field 'world_to_cam' frame {t}: last row must be [0, 0, 0, 1], "
+                     f"found {w2c[t, 3].tolist()}")
+  focal = np.minimum(k[:, 0, 0], k[:, 1, 1])
+  if np.any(focal <= 0):
+    t = int(np.argmax(focal <= 0))
+    raise ValueError(f"{source}: field 'K' frame {t}: focal lengths must be positive pixels, "
+                     f"found fx={k[t, 0, 0]:g}, fy={k[t, 1, 1]:g}")
+  bottom = np.abs(k[:, 2] - np.array([0.0, 0.0, 1.0])).max(axis=1)
+  if np.any(bottom > 1e-6):
+    t = int(np.argmax(bottom > 1e-6))
+    raise ValueError(f"{source}: field 'K' frame {t}: last row must be [0, 0, 1] (an invertible "
+                     f"pinhole matrix), found {k[t, 2].tolist()}")
   if cameras.width <= 0 or cameras.height <= 0:
     raise ValueError(f"{source}: image size must be positive, found {cameras.width} x "
                      f"{cameras.height}")
@@ -276,11 +384,7 @@ def validate_sequence(seq: Sequence, source: str | None = None, *, check_masks: 
   hmr = validate_params(seq.hmr, num_frames, source, "hmr")
   gt = None if seq.gt is None else validate_params(seq.gt, num_frames, source, "gt")
   if isinstance(seq.masks, np.ndarray) and check_masks:
-    area = seq.masks.reshape(num_frames, -1).max(axis=1)
-    if np.any(area <= 0):
-      t = int(np.argmax(area <= 0))
-      raise ValueError(f"{source}: field 'masks' frame {t} is empty (no person pixel); "
-                       f"{int((area <= 0).sum())} empty frames")
+    check_masks_content(seq.masks, source)
   if not np.isfinite(seq.fps) or seq.fps <= 0:
     raise ValueError(f"{source}: field 'fps' must be positive, found {seq.fps}")
   return dataclasses.replace(seq, cameras=cameras, hmr=hmr, gt=gt)

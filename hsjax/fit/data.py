@@ -32,6 +32,10 @@ class FitData:
   depth_K: jax.Array
   world_to_cam: jax.Array  # [T, 4, 4] OpenCV extrinsics per frame.
   init: SMPLParams  # the HMR initialisation (world frame), T frames, betas [B].
+  # [T, 24, 2] 2D keypoints at the SMPL joints, pixels of the fitted (downsampled) images;
+  # zeros when the sequence has none.
+  keypoints: jax.Array
+  keypoint_conf: jax.Array  # [T, 24] confidence in [0, 1]; all 0 without keypoints.
   frame_valid: jax.Array  # [T] bool; False on padding frames (multi-subject fits).
   width: int = flax.struct.field(pytree_node=False)  # W, pixels.
   height: int = flax.struct.field(pytree_node=False)  # H, pixels.
@@ -108,6 +112,7 @@ def prepare_data(sequence, config: FitConfig) -> FitData:
     images, masks, depth, k = _downsample(images, masks, depth, k, config.downsample)
     depth_k = _scale_intrinsics(depth_k, config.downsample)
     h, w = masks.shape[1:]
+  keypoints, keypoint_conf = _keypoints(sequence, t, config.downsample)
   init = SMPLParams(betas=jnp.asarray(betas),
                     body_pose=jnp.asarray(hmr.body_pose, jnp.float32),
                     global_orient=jnp.asarray(hmr.global_orient, jnp.float32),
@@ -117,7 +122,26 @@ def prepare_data(sequence, config: FitConfig) -> FitData:
                  depth_is_metric=jnp.asarray(float(kind == "metric"), jnp.float32),
                  K=jnp.asarray(k), depth_K=jnp.asarray(depth_k),
                  world_to_cam=jnp.asarray(w2c), init=init,
+                 keypoints=jnp.asarray(keypoints), keypoint_conf=jnp.asarray(keypoint_conf),
                  frame_valid=jnp.ones((t,), bool), width=w, height=h)
+
+
+def _keypoints(sequence, t: int, factor: int) -> tuple[np.ndarray, np.ndarray]:
+  """``sequence.keypoints_2d`` [T, 24, 3] as (pixels [T, 24, 2] at 1/factor, conf [T, 24]).
+
+  Non-finite keypoints get confidence 0 (and position 0), so they can never produce a NaN.
+  """
+  value = getattr(sequence, "keypoints_2d", None)
+  if value is None:
+    return np.zeros((t, 24, 2), np.float32), np.zeros((t, 24), np.float32)
+  kp = np.asarray(value, np.float32)
+  _check(kp.shape == (t, 24, 3), f"sequence.keypoints_2d: expected {(t, 24, 3)} (x, y pixels, "
+         f"confidence at the SMPL joints), found {kp.shape}")
+  finite = np.all(np.isfinite(kp), axis=-1)
+  conf = np.where(finite, np.clip(np.nan_to_num(kp[..., 2]), 0.0, 1.0), 0.0)
+  # Pixel centres at +0.5: continuous coordinates scale by 1/factor with block averaging.
+  xy = np.where(finite[..., None], np.nan_to_num(kp[..., :2]), 0.0) / factor
+  return xy.astype(np.float32), conf.astype(np.float32)
 
 
 def _downsample(images, masks, depth, k, factor: int):
@@ -161,6 +185,7 @@ def pad_frames(data: FitData, num_frames: int) -> FitData:
   padded = data.replace(images=take(data.images), masks=take(data.masks),
                         depth=take(data.depth), K=take(data.K), depth_K=take(data.depth_K),
                         world_to_cam=take(data.world_to_cam),
+                        keypoints=take(data.keypoints), keypoint_conf=take(data.keypoint_conf),
                         init=data.init.replace(body_pose=take(data.init.body_pose),
                                                global_orient=take(data.init.global_orient),
                                                transl=take(data.init.transl)))

@@ -207,7 +207,8 @@ def frame_batch(data: FitData, frames: jax.Array) -> losses_lib.Frame:
   return losses_lib.Frame(image=data.images[frames], mask=data.masks[frames],
                           depth=data.depth[frames], depth_K=data.depth_K[frames],
                           depth_weight=data.depth_weight, depth_is_metric=data.depth_is_metric,
-                          index=frames)
+                          keypoints=data.keypoints[frames],
+                          keypoint_conf=data.keypoint_conf[frames], index=frames)
 
 
 def loss_fn(params: FitParams, buffers, data: FitData, body_model: body_lib.BodyModel,

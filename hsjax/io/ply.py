@@ -9,7 +9,7 @@ The vertex element has, in this order, the properties of the official 3DGS outpu
   *channel-major* (``f_rest_{c·(K−1) + k−1}`` is coefficient k of channel c), as 3DGS stores
   ``features_rest`` transposed; K = (degree + 1)² and the degree is read back from the count;
 * ``opacity`` is the logit, ``scale_*`` the log standard deviations, ``rot_*`` the quaternion
-  (w, x, y, z), unnormalised as in 3DGS; ``nx ny nz`` are zeros.
+  (w, x, y, z), written normalised (viewers use it as stored); ``nx ny nz`` are zeros.
 
 Gaussians with ``colors`` (RGB) are written as degree-0 SH, ``f_dc = (rgb − 0.5) / C0``
 (3DGS ``RGB2SH``). A :class:`Gaussians` round trip is exact up to the float32 rounding of
@@ -18,8 +18,10 @@ Gaussians with ``colors`` (RGB) are written as degree-0 SH, ``f_dc = (rgb − 0.
 :func:`save_avatar_ply` writes the canonical avatar in the same layout (so viewers show the
 canonical body) followed by extra properties that viewers ignore: ``skin_init_0..23``,
 ``skin_logit_0..23``, ``face_id`` (int), ``bary_0..2``, ``active`` (uchar) and
-``opacity_logit`` (the stored ``opacity`` of inactive slots is −30 so viewers hide them). The
-raw parameters are stored, so an avatar round trip is bit-exact. Non-rigid MLP parameters go to
+``opacity_logit`` (the stored ``opacity`` of inactive slots is −30 so viewers hide them) and
+``quat_param_0..3`` (the unnormalised rotation parameters). The raw parameters are stored, so
+an avatar round trip is bit-exact. :func:`save_posed_ply` writes the avatar carried into one
+frame's pose (world space), which viewers then show in that pose. Non-rigid MLP parameters go to
 a sidecar ``<path>.nonrigid.msgpack`` (flax serialisation); the static fields go to header
 comments.
 """
@@ -35,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hsjax import avatar as avatar_lib
+from hsjax import body as body_lib
 from hsjax import nonrigid as nonrigid_lib
 from hsjax.gaussians import Gaussians
 
@@ -154,8 +157,20 @@ def read_vertex_ply(path: str) -> tuple[dict, list[str]]:
 # Gaussians
 
 
+def unit_quaternions(quats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """``(quats / |quats|, |quats|)`` for ``quats [N, 4]``; a zero quaternion becomes the
+  identity (w = 1). Splat viewers take ``rot_*`` as a rotation as stored, so files hold unit
+  quaternions."""
+  quats = np.asarray(quats, np.float64)
+  norms = np.linalg.norm(quats, axis=-1)
+  unit = np.where(norms[:, None] > 0, quats / np.maximum(norms, 1e-30)[:, None],
+                  np.array([1.0, 0.0, 0.0, 0.0]))
+  return unit.astype(np.float32), norms.astype(np.float32)
+
+
 def _gaussian_columns(means, quats, log_scales, opacity_logits, sh) -> dict:
   n = means.shape[0]
+  quats, _ = unit_quaternions(quats)
   cols = {}
   for i, axis in enumerate("xyz"):
     cols[axis] = means[:, i]
@@ -259,6 +274,32 @@ def load_ply(path: str) -> Gaussians:
 # Avatars
 
 
+def save_posed_ply(path: str, avatar, body_model, poses, frame: int) -> None:
+  """Writes the avatar posed at ``frame`` of ``poses`` (world space) as a plain 3DGS ``.ply``.
+
+  Args:
+    path: output file.
+    avatar: a canonical :class:`hsjax.avatar.Avatar`.
+    body_model: the body model the avatar was fitted with.
+    poses: ``SMPLParams`` with T frames (e.g. a run's ``smpl_refined.npz``).
+    frame: index in ``[-T, T)``.
+
+  Raises:
+    ValueError: ``frame`` out of range (the message gives T).
+  """
+  num = int(np.asarray(poses.body_pose).shape[0])
+  if not -num <= frame < num:
+    raise ValueError(f"frame {frame} out of range: the poses have {num} frames "
+                     f"(expected 0..{num - 1})")
+  pose = body_lib.SMPLParams(betas=jnp.asarray(poses.betas),
+                             body_pose=jnp.asarray(poses.body_pose)[frame],
+                             global_orient=jnp.asarray(poses.global_orient)[frame],
+                             transl=jnp.asarray(poses.transl)[frame])
+  gaussians = avatar_lib.deform_with_aux(avatar, body_model, pose.betas, pose.body_pose,
+                                         pose.global_orient, pose.transl).gaussians
+  save_ply(path, gaussians)
+
+
 def save_avatar_ply(path: str, avatar) -> None:
   """Writes a canonical :class:`hsjax.avatar.Avatar` (all slots) losslessly; see module doc."""
   active = np.asarray(avatar.active)
@@ -266,6 +307,10 @@ def save_avatar_ply(path: str, avatar) -> None:
   cols = _gaussian_columns(np.asarray(avatar.means), np.asarray(avatar.quats),
                            np.asarray(avatar.log_scales), np.where(active, logits, _HIDDEN_LOGIT),
                            np.asarray(avatar.sh))
+  # rot_* are unit quaternions (what viewers need); the raw parameters make the reload exact.
+  quats = np.asarray(avatar.quats, np.float32)
+  for i in range(4):
+    cols[f"quat_param_{i}"] = np.ascontiguousarray(quats[:, i])
   skin_init = np.asarray(avatar.skin_init, np.float32)
   skin_logits = np.asarray(avatar.skin_logits, np.float32)
   for j in range(_NUM_JOINTS):
@@ -326,7 +371,9 @@ def load_avatar_ply(path: str):
   return avatar_lib.Avatar(
       means=stack(["x", "y", "z"]),
       log_scales=stack([f"scale_{i}" for i in range(3)]),
-      quats=stack([f"rot_{i}" for i in range(4)]),
+      # Files written before the rotations were normalised have no quat_param_*.
+      quats=stack([f"quat_param_{i}" if "quat_param_0" in cols else f"rot_{i}"
+                   for i in range(4)]),
       opacity_logits=jnp.asarray(cols["opacity_logit"]),
       sh=jnp.asarray(sh),
       skin_logits=stack([f"skin_logit_{j}" for j in range(_NUM_JOINTS)]),

@@ -4,7 +4,8 @@ A term is ``term(render, frame, params, ctx) -> scalar`` over typed pytrees
 (:class:`Frame`, :class:`StepContext`; see :mod:`hsjax.losses.base` for every field); a loss
 is a mapping ``name -> (weight, term)``, and :data:`DEFAULT_LOSSES` is the method's. One
 module per family: :mod:`~hsjax.losses.image`, :mod:`~hsjax.losses.depth`,
-:mod:`~hsjax.losses.pose`, :mod:`~hsjax.losses.avatar`, :mod:`~hsjax.losses.camel`.
+:mod:`~hsjax.losses.pose`, :mod:`~hsjax.losses.keypoints`, :mod:`~hsjax.losses.avatar`,
+:mod:`~hsjax.losses.camel`.
 """
 
 from hsjax.losses.avatar import make_scale_regularizer
@@ -34,6 +35,9 @@ from hsjax.losses.depth import visible_gaussians
 from hsjax.losses.image import dssim
 from hsjax.losses.image import mask_l1
 from hsjax.losses.image import rgb_l1
+from hsjax.losses.keypoints import geman_mcclure
+from hsjax.losses.keypoints import keypoints_2d
+from hsjax.losses.keypoints import make_keypoints_2d
 from hsjax.losses.pose import PRIOR_JOINT_WEIGHTS
 from hsjax.losses.pose import betas_prior
 from hsjax.losses.pose import make_pose_prior
@@ -66,6 +70,9 @@ DEFAULT_LOSSES: dict[str, tuple[Weight, Term]] = {
     "camel_surface": (0.01, camel_surface),
     "camel_flatness": (0.01, make_camel_flatness()),
     "camel_coverage": (0.0, make_camel_coverage()),
+    # Off unless the sequence has 2D keypoints worth trusting: the video front end switches it
+    # on (hsjax.video.VIDEO_LOSS_WEIGHTS), every other fit is unchanged.
+    "keypoints_2d": (0.0, keypoints_2d),
 }
 
 __all__ = [
@@ -83,11 +90,14 @@ __all__ = [
     "depth_l1",
     "depth_ssi",
     "dssim",
+    "geman_mcclure",
+    "keypoints_2d",
     "make_camel_coverage",
     "make_camel_flatness",
     "make_camel_point_to_mesh",
     "make_camel_surface",
     "make_depth_chamfer",
+    "make_keypoints_2d",
     "make_pose_prior",
     "make_scale_regularizer",
     "make_smoothness",

@@ -57,6 +57,10 @@ class Frame:
   # the scale-and-shift-invariant term applies).
   depth_is_metric: jax.Array
   index: jax.Array  # [F] int32 frame numbers in the sequence.
+  # [F, 24, 2] 2D keypoints at the SMPL joints, pixels of the fitted images (zeros and zero
+  # confidence when the sequence has none).
+  keypoints: jax.Array | None = None
+  keypoint_conf: jax.Array | None = None  # [F, 24] keypoint confidence in [0, 1].
 
 
 @flax.struct.dataclass(kw_only=True)

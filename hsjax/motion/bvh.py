@@ -12,7 +12,9 @@ Format, as read here:
   channels *replace* the offset on their axes (the common reading of files whose joints have 6
   channels; for the usual root with offset 0 it is the same as adding).
 * ``MOTION``: ``Frames: N``, ``Frame Time: dt`` (seconds) and N lines of one value per
-  channel, joints in file order.
+  channel, joints in file order. When the rows disagree with ``N`` (exporters write
+  ``Frames: 3069`` above 3070 rows; files get cut short), every complete row is read and a
+  :class:`FrameCountWarning` says so.
 * Units are whatever the file uses; :func:`detect_units` guesses them from the skeleton's
   height and ``read_bvh(unit_scale=...)`` converts.
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 
 import numpy as np
 
@@ -119,6 +122,10 @@ class _Tokens:
                        f"{what}, found {tok!r}") from None
 
 
+class FrameCountWarning(UserWarning):
+  """A BVH file whose ``Frames:`` header disagrees with its rows (the rows were read)."""
+
+
 def read_bvh(path: str, unit_scale: float = 1.0) -> Bvh:
   """Parses a BVH file.
 
@@ -209,10 +216,21 @@ def read_bvh(path: str, unit_scale: float = 1.0) -> Bvh:
     raise ValueError(f"{path}: 'Frame Time' must be a positive number of seconds, found "
                      f"{rest[1].strip()!r}")
   data_lines = rest[2:]
-  if len(data_lines) != num_frames:
-    raise ValueError(f"{path}: header says Frames: {num_frames} but {len(data_lines)} frame "
-                     "lines follow")
   num_channels = sum(len(c) for c in channels)
+  if len(data_lines) != num_frames:
+    # Real exporters write off-by-one counts and files get cut short: read every complete
+    # row (a row cut short at the end is dropped) and say so. With a matching count, a short
+    # row stays an error below.
+    dropped = ""
+    if data_lines and len(data_lines[-1].split()) < num_channels:
+      data_lines = data_lines[:-1]
+      dropped = "; the incomplete last row was dropped"
+    warnings.warn(FrameCountWarning(
+        f"{path}: header says Frames: {num_frames} but {len(data_lines)} complete frame rows "
+        f"follow; reading the {len(data_lines)} rows{dropped}"), stacklevel=2)
+    num_frames = len(data_lines)
+    if num_frames == 0:
+      raise ValueError(f"{path}: no complete frame rows after 'Frame Time'")
   owner = [j for j, c in enumerate(channels) for _ in c]
   frames = np.empty((num_frames, num_channels))
   for i, line in enumerate(data_lines):

@@ -353,6 +353,13 @@ class Placement:
   root_lift: np.ndarray  # [T] metres the root was raised in the last floor-clearing round.
 
 
+def sole_floor(joint_floor: float, body: BodyPoints, lock: tuple[int, int]) -> float:
+  """The source's floor (metres, SMPL axes) from its foot joints' floor: less the target's
+  rest height of the lock joints above its sole (the source's own sole is not known)."""
+  sole = body.points[body.mask(LEFT_FOOT_PARTS + RIGHT_FOOT_PARTS), 1].min()
+  return joint_floor - float(np.mean([body.rest[k, 1] for k in lock]) - sole)
+
+
 def _source_clear(info, k: int, floor: float, clearance: float) -> np.ndarray:
   """[T] bool, whether the source joint mapped to SMPL joint ``k`` (or its nearest mapped
   ancestor) is more than ``clearance`` above the source floor."""
@@ -371,8 +378,8 @@ def place(motion: motion_lib.Motion, info, body: BodyPoints, *, height_tol: floa
     info: its :class:`~hsjax.motion.retargeting.RetargetInfo`.
     body: the target body's points (:func:`body_points`).
     height_tol, speed_tol: contact thresholds (:func:`detect_contacts`), metres and m/s.
-    clearance: metres above its floor that a source joint must be for the target's part to
-      be kept above the floor by raising the root.
+    clearance: metres above its floor (:func:`sole_floor`) that a source joint must be for
+      the target's part to be kept above the floor by raising the root.
     ramp: frames over which the foot IK blends out either side of a contact.
     iterations: rounds of floor clearing and foot re-planting.
 
@@ -468,7 +475,7 @@ def place(motion: motion_lib.Motion, info, body: BodyPoints, *, height_tol: floa
     feet_m = body.mask(LEFT_FOOT_PARTS + RIGHT_FOOT_PARTS)
     lift = np.where(any_contact, 0.0, np.maximum(0.0, -points[:, feet_m, 1].min(1)))
     for k in np.unique(body.part[others]):
-      clear = _source_clear(info, int(k), floor, clearance)
+      clear = _source_clear(info, int(k), sole_floor(floor, body, lock), clearance)
       depth = np.maximum(0.0, -points[:, body.part == k, 1].min(1))
       lift = np.maximum(lift, np.where(clear, depth, 0.0))
     transl[:, 1] += lift

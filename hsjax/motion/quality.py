@@ -93,12 +93,9 @@ def spine_segment_errors(motion: motion_lib.Motion, info) -> dict[str, np.ndarra
 
 def source_floor(info, contacts_floor: float, body: placement_lib.BodyPoints,
                  lock: tuple[int, int]) -> float:
-  """The source's floor (metres, SMPL axes): its foot joints' lowest height less the target's
-  rest height of the lock joints above the sole (the source's own sole is not known)."""
-  sole = body.points[body.mask(placement_lib.LEFT_FOOT_PARTS +
-                               placement_lib.RIGHT_FOOT_PARTS), 1].min()
-  gap = float(np.mean([body.rest[k, 1] for k in lock]) - sole)
-  return contacts_floor - gap
+  """The source's floor (metres, SMPL axes); see :func:`hsjax.motion.placement.sole_floor`."""
+  del info  # the floor follows from the contacts' floor and the target body alone
+  return placement_lib.sole_floor(contacts_floor, body, lock)
 
 
 def floor_report(motion: motion_lib.Motion, info, body: placement_lib.BodyPoints, *,

@@ -14,7 +14,8 @@ def _fmt(value, digits: int = 1) -> str:
 
 
 _POSE_HEADERS = {"mpjpe": "MPJPE", "pa_mpjpe": "PA-MPJPE", "pve": "PVE", "v2v": "V2V",
-                 "root_error": "root", "w_mpjpe": "W-MPJPE", "accel_error": "accel"}
+                 "root_error": "root", "w_mpjpe": "W-MPJPE", "accel_error": "accel (world)",
+                 "accel_error_aligned": "accel (aligned)"}
 
 
 def pose_table(pose: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -32,6 +33,12 @@ def read_pickle(path: str):
     return smpl_pickle.load_pickle(path)
   except smpl_pickle.UnsafePickleError as e:
     raise ValueError(f"refusing to unpickle: {e}") from e
+  except FileNotFoundError:
+    raise
+  except (ValueError, pickle.UnpicklingError, EOFError, OSError, MemoryError) as e:
+    if path in str(e):
+      raise ValueError(str(e)) from e
+    raise ValueError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from e
 
 
 def read_npy_object(path: str):
@@ -41,6 +48,12 @@ def read_npy_object(path: str):
     return smpl_pickle.load_npy(path)
   except smpl_pickle.UnsafePickleError as e:
     raise ValueError(f"refusing to unpickle: {e}") from e
+  except FileNotFoundError:
+    raise
+  except (ValueError, pickle.UnpicklingError, EOFError, OSError, MemoryError) as e:
+    if path in str(e):
+      raise ValueError(str(e)) from e
+    raise ValueError(f"{path}: not a readable .npy file ({type(e).__name__}: {e})") from e
 
 
 def require_files(root: str, names, what: str) -> None:

@@ -15,11 +15,26 @@ from hsjax.data.importers import common
 
 
 # ------------------------------------------------------------------------------------------
+# Splits
+
+# The monocular protocol on the Neural Body layout as GauHuman defines it
+# (``readZJUMoCapRefineInfo`` / ``readCamerasZJUMoCapRefine`` in ``scene/dataset_readers.py``,
+# skhu101/GauHuman at commit 72ea938156422e2cb5dba4091656f0378102aaf1): train on camera index
+# 4, frames ``annots['ims'][0:500:5]`` (100 frames); test on the 22 other cameras, frames
+# ``annots['ims'][0:510:30]`` (17 frames). Frames index ``annots['ims']``, not file names.
+SPLITS: dict[str, dict] = {
+    "train": {"camera": 4, "frames": slice(0, 500, 5), "eval_cameras": "none"},
+    "test": {"camera": 4, "frames": slice(0, 510, 30), "eval_cameras": "others"},
+}
+
+
+# ------------------------------------------------------------------------------------------
 # ZJU-MoCap (Neural Body layout)
 
 
 def load_zju(path: str, *, camera: int = 0, eval_cameras: list[int] | None = None,
-             frames: slice | None = None, body_model: body_lib.BodyModel | None = None,
+             frames: slice | None = None, split: str | None = None,
+             body_model: body_lib.BodyModel | None = None,
              hmr_noise=None, seed: int = 0, fps: float = 50.0) -> seq_lib.Sequence:
   """Imports a ZJU-MoCap sequence in the Neural Body layout.
 
@@ -33,10 +48,21 @@ def load_zju(path: str, *, camera: int = 0, eval_cameras: list[int] | None = Non
   (EasyMocap: ``v = R(Rh) · SMPL(poses, shapes) + Th``, re-rooted at the pelvis here).
 
   ``camera`` is the training view (index into the camera lists); ``eval_cameras`` (default:
-  every other camera) become ``eval_views``. Distortion ``D`` is not applied (images are used
+  every other camera) become ``eval_views``. ``split`` (``"train"`` or ``"test"``) instead
+  takes camera, frames and evaluation cameras from the published protocol (:data:`SPLITS`:
+  train has no evaluation views, test has every other camera); it cannot be combined with
+  ``camera``, ``frames`` or ``eval_cameras``. Distortion ``D`` is not applied (images are used
   as stored; ZJU's is small) and is recorded in ``metadata["distortion"]``. The multi-view
   fits become ``gt`` and ``hmr`` (``hmr_noise`` simulates HMR errors instead).
   """
+  if split is not None:
+    if split not in SPLITS:
+      raise ValueError(f"ZJU-MoCap split '{split}': expected one of {sorted(SPLITS)}")
+    if camera != 0 or frames is not None or eval_cameras is not None:
+      raise ValueError(f"ZJU-MoCap split '{split}' fixes the camera, frames and evaluation "
+                       "cameras; pass either split= or camera=/frames=/eval_cameras=")
+    camera, frames = SPLITS[split]["camera"], SPLITS[split]["frames"]
+    eval_cameras = [] if SPLITS[split]["eval_cameras"] == "none" else None
   model = common.body_model_or_default(body_model)
   common.require_files(path, ("annots.npy", ("new_params", "params"), ("mask_cihp", "mask")),
                        "a ZJU-MoCap sequence (Neural Body layout)")
@@ -51,6 +77,10 @@ def load_zju(path: str, *, camera: int = 0, eval_cameras: list[int] | None = Non
   ims = annots["ims"]
   if frames is not None:
     ims = ims[frames]
+    if split is not None and len(ims) != len(range(*frames.indices(10**9))):
+      raise ValueError(f"{annots_path}: split '{split}' needs frames {frames.start}:"
+                       f"{frames.stop}:{frames.step} of 'ims', found {len(annots['ims'])} "
+                       "frames")
   if eval_cameras is None:
     eval_cameras = [c for c in range(num_cams) if c != camera]
   params_dir = os.path.join(path, "new_params")
@@ -104,7 +134,7 @@ def load_zju(path: str, *, camera: int = 0, eval_cameras: list[int] | None = Non
     return seq_lib.Sequence(
         name=f"{os.path.basename(os.path.normpath(path))}/camera{c}",
         images=common.lazy_frames(image_paths, io_lib.load_image, (h, w, 3), "images"),
-        masks=common.lazy_frames(mask_paths, lambda q: (io_lib.load_mask(q) > 0).astype(np.float32),
+        masks=common.lazy_frames(mask_paths, io_lib.load_label_mask,
                     (h, w), "masks"),
         depth=None, depth_kind=None,
         cameras=Camera(K=np.repeat(k[None], num, 0), world_to_cam=np.repeat(
@@ -114,6 +144,7 @@ def load_zju(path: str, *, camera: int = 0, eval_cameras: list[int] | None = Non
   seq = view(camera, gt)
   seq.name = os.path.basename(os.path.normpath(path))
   seq.metadata = {"format": "zju", "source": os.path.abspath(path), "camera": camera,
+                  "split": split,
                   "eval_cameras": list(eval_cameras),
                   "distortion": [np.asarray(d, float).reshape(-1).tolist()
                                  for d in cams.get("D", [])],

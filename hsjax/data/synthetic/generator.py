@@ -35,13 +35,15 @@ import numpy as np
 
 from hsjax import body as body_lib
 from hsjax.camera import Camera, intrinsics, look_at
-from hsjax.data.synthetic import appearance as appearance_lib
 from hsjax.data import depth_noise as depth_noise_lib
 from hsjax.data import hmr_noise as noise_lib
 from hsjax.data import io as io_lib
 from hsjax.data import motions as motions_lib
-from hsjax.data.synthetic import render as render_lib
 from hsjax.data import sequence as seq_lib
+from hsjax.data.synthetic import appearance as appearance_lib
+from hsjax.data.synthetic import render as render_lib
+from hsjax.motion import io as motion_io
+from hsjax.motion import motion as motion_lib
 
 # Bump when generation changes, so stale caches are not reused.
 GENERATOR_VERSION = 2
@@ -196,11 +198,16 @@ def _monocular_depth(depth: np.ndarray, masks: np.ndarray, cams: Camera, preset:
 
 
 def _generate(name: str, cfg: SyntheticConfig, seed: int, noise: noise_lib.HMRNoise,
-              model: body_lib.BodyModel) -> seq_lib.Sequence:
+              model: body_lib.BodyModel, clip: motion_lib.Motion | None = None
+              ) -> seq_lib.Sequence:
+  """One sequence; ``clip`` (a user's motion) replaces the named ``cfg.motion``."""
   rng = np.random.default_rng([seed, 1])
   betas = (cfg.betas_sigma * rng.normal(size=model.num_betas)).astype(np.float32)
-  motion = motions_lib.get_motion(cfg.motion, cfg.num_frames, cfg.fps)
-  parametric = cfg.motion in motions_lib.PARAMETRIC_MOTIONS
+  if clip is None:
+    motion = motions_lib.get_motion(cfg.motion, cfg.num_frames, cfg.fps)
+  else:
+    motion = motions_lib.prepare_clip(clip, cfg.num_frames, cfg.fps)
+  parametric = clip is None and cfg.motion in motions_lib.PARAMETRIC_MOTIONS
   transl = _ground(model, betas, motion, parametric)
   gt = body_lib.SMPLParams(betas=betas, body_pose=np.asarray(motion.body_pose, np.float32),
                            global_orient=np.asarray(motion.global_orient, np.float32),
@@ -276,8 +283,22 @@ def _generate(name: str, cfg: SyntheticConfig, seed: int, noise: noise_lib.HMRNo
   return seq
 
 
+def _user_clip(motion) -> motion_lib.Motion | None:
+  """The clip of a ``motion`` argument that is a Motion or a file; None for a name."""
+  if isinstance(motion, motion_lib.Motion):
+    return motion_lib.validate_motion(motion, "synthetic_sequence(motion=...)")
+  if isinstance(motion, os.PathLike) or (isinstance(motion, str) and (
+      os.sep in motion or os.path.splitext(motion)[1].lower() in (".bvh", ".npz", ".txt",
+                                                                   ".json"))):
+    if not os.path.exists(motion):
+      raise FileNotFoundError(f"synthetic_sequence: motion file not found: {motion}")
+    return motion_io.load_motion(os.fspath(motion))
+  return None
+
+
 def synthetic_sequence(name: str = "default", seed: int = 0, hmr_noise="hmr2_like", *,
-                       motion: str | None = None, num_frames: int | None = None,
+                       motion: str | os.PathLike | motion_lib.Motion | None = None,
+                       num_frames: int | None = None,
                        image_size: int | None = None, depth: str | None = None,
                        cache_dir: str | None | bool = None,
                        body_model: body_lib.BodyModel | None = None,
@@ -290,7 +311,11 @@ def synthetic_sequence(name: str = "default", seed: int = 0, hmr_noise="hmr2_lik
       one static training view, 4 held-out views, 8 novel-pose frames, metric depth).
     seed: seeds the body shape, clothing, HMR noise and depth distortion.
     hmr_noise: a key of :data:`hsjax.data.HMR_NOISE_PRESETS` or an ``HMRNoise``.
-    motion: overrides the preset's motion name (see :func:`hsjax.data.motions.get_motion`).
+    motion: overrides the preset's motion: a name (see :func:`hsjax.data.motions.get_motion`),
+      a :class:`hsjax.motion.Motion`, or the path of a file
+      :func:`hsjax.motion.load_motion` reads (BVH, AMASS ``.npz``, DeepMimic, hsjax). A clip
+      is resampled, turned to face the training camera and cut or extended like the
+      builtin ones; the cache knows it by its content (``<name>@<hash>``).
     num_frames: overrides the number of frames.
     image_size: overrides the (square) image size, pixels.
     depth: ``"exact"`` (metric z-buffer), ``"relative"`` (affine-distorted, flagged),
@@ -310,6 +335,9 @@ def synthetic_sequence(name: str = "default", seed: int = 0, hmr_noise="hmr2_lik
   if name not in PRESETS:
     raise ValueError(f"unknown synthetic sequence '{name}'; valid: {sorted(PRESETS)}")
   changes = dict(overrides)
+  clip = _user_clip(motion)
+  if clip is not None:
+    motion = f"{clip.name or 'motion'}@{motions_lib.motion_digest(clip)}"
   for field, value in (("motion", motion), ("num_frames", num_frames),
                        ("image_size", image_size), ("depth", depth)):
     if value is not None:
@@ -329,7 +357,7 @@ def synthetic_sequence(name: str = "default", seed: int = 0, hmr_noise="hmr2_lik
   model = body_model if body_model is not None else body_lib.load_body_model("default")
 
   if cache_dir is False:
-    return _generate(name, cfg, seed, noise, model)
+    return _generate(name, cfg, seed, noise, model, clip)
   settings = {"v": GENERATOR_VERSION, "cfg": dataclasses.asdict(cfg),
               "noise": dataclasses.asdict(noise), "model": _model_digest(model), "seed": seed}
   if cfg.depth in depth_noise_lib.DEPTH_NOISE_PRESETS:
@@ -341,7 +369,7 @@ def synthetic_sequence(name: str = "default", seed: int = 0, hmr_noise="hmr2_lik
   root = cache_dir if cache_dir else default_cache_dir()
   path = os.path.join(root, f"{name}-{seed}-{digest}")
   if not os.path.exists(os.path.join(path, "sequence.npz")):
-    seq = _generate(name, cfg, seed, noise, model)
+    seq = _generate(name, cfg, seed, noise, model, clip)
     os.makedirs(root, exist_ok=True)
     # Write to a temporary sibling and rename: concurrent users never see a partial cache.
     tmp = tempfile.mkdtemp(prefix=f".{name}-{seed}-", dir=root)

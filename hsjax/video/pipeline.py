@@ -1,0 +1,122 @@
+"""From a decoded video and its observations to a ``hsjax.data.Sequence`` the fit takes.
+
+Camera: a pinhole with the principal point at the image centre and the focal length from a
+field-of-view prior (or given); the world frame *is* the camera frame (identity extrinsics,
+as PHALP / 4D-Humans write their outputs). A static camera is then exact; with a panning or
+moving camera the recovered motion is relative to the camera (the body turns when the camera
+pans), since nothing in a monocular clip without a scene model separates the two.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from hsjax import body as body_lib
+from hsjax.camera import Camera
+from hsjax.camera import intrinsics
+from hsjax.data.sequence import Sequence
+from hsjax.video import correspondence
+from hsjax.video import init as init_lib
+from hsjax.video.observations import Observations
+from hsjax.video.observations import describe_frames
+
+# Diagonal field of view of the default prior: focal = the image diagonal (53.1°), the prior
+# CLIFF and later HMR methods use for uncalibrated images; phone main cameras (~26 mm
+# equivalent) have about 75° diagonal, so pass --focal or --fov for wide-angle clips.
+DEFAULT_DIAGONAL_FOV_DEG = 2.0 * math.degrees(math.atan(0.5))
+
+# Loss weights a video fit overrides (FitConfig.loss_weights): the 2D keypoint term on; depth
+# terms have no depth to read and cost nothing.
+VIDEO_LOSS_WEIGHTS = (("keypoints_2d", 0.05),)
+
+
+def focal_from_fov(width: int, height: int, diagonal_fov_deg: float) -> float:
+  """Focal length in pixels whose diagonal field of view is ``diagonal_fov_deg``."""
+  if not 1.0 < diagonal_fov_deg < 179.0:
+    raise ValueError(f"field of view must lie in (1, 179) degrees, found {diagonal_fov_deg}")
+  return 0.5 * math.hypot(width, height) / math.tan(math.radians(diagonal_fov_deg) / 2.0)
+
+
+def video_cameras(width: int, height: int, num_frames: int, *, focal: float | None = None,
+                  diagonal_fov_deg: float = DEFAULT_DIAGONAL_FOV_DEG) -> Camera:
+  """Static pinhole cameras with identity extrinsics: K [T, 3, 3], world_to_cam [T, 4, 4]."""
+  f = focal if focal else focal_from_fov(width, height, diagonal_fov_deg)
+  if f <= 0:
+    raise ValueError(f"focal length must be > 0 pixels, found {f}")
+  k = np.broadcast_to(intrinsics(f, width, height), (num_frames, 3, 3)).copy()
+  w2c = np.broadcast_to(np.eye(4, dtype=np.float32), (num_frames, 4, 4)).copy()
+  return Camera(K=k, world_to_cam=w2c, width=width, height=height)
+
+
+def usable_frames(observations: Observations, *, min_visible: int = 8) -> np.ndarray:
+  """[T] bool: frames with a detection, at least ``min_visible`` landmarks of visibility
+  >= 0.5, and a non-empty mask."""
+  vis = np.sum(observations.landmarks[..., 2] >= 0.5, axis=-1)
+  has_mask = observations.masks.reshape(len(observations), -1).max(axis=-1) > 0.5
+  return observations.detected & (vis >= min_visible) & has_mask
+
+
+def initialise(body_model: body_lib.BodyModel, observations: Observations, cameras: Camera,
+               config: init_lib.InitConfig = init_lib.InitConfig(),
+               weights: np.ndarray = correspondence.CALIBRATED_WEIGHTS):
+  """Landmark initialisation of the usable frames of ``observations``.
+
+  Returns:
+    ``(params, keypoints [T, 24, 3], report)`` over the *usable* frames only (see
+    :func:`usable_frames`), in the camera frame.
+  """
+  keep = usable_frames(observations)
+  obs = observations.select(keep)
+  keypoints = correspondence.smpl_keypoints(obs.landmarks, weights)
+  world = correspondence.smpl_world_joints(obs.world_landmarks, weights)
+  k = np.asarray(cameras.K)[keep] if np.asarray(cameras.K).ndim == 3 else cameras.K
+  params, report = init_lib.fit_landmarks(body_model, keypoints, world, k, config=config)
+  return params, keypoints, report
+
+
+def build_sequence(name: str, frames: np.ndarray, observations: Observations, cameras: Camera,
+                   init: body_lib.SMPLParams, keypoints: np.ndarray, *, fps: float,
+                   gt: body_lib.SMPLParams | None = None) -> tuple[Sequence, dict]:
+  """The ``Sequence`` of the usable frames (others leave the fit and are listed).
+
+  Args:
+    name: sequence name.
+    frames: [T, H, W, 3] uint8 (all decoded frames).
+    observations: their observations (T frames).
+    cameras: T cameras.
+    init: the landmark initialisation of the usable frames (:func:`initialise`).
+    keypoints: [U, 24, 3] the usable frames' SMPL keypoints.
+    fps: frames per second of ``frames``.
+    gt: ground truth of the *usable* frames (synthetic benchmarks only; scoring).
+
+  Returns:
+    ``(sequence, info)`` with ``info = {"used": [U] source frame numbers, "dropped": [...],
+    "message": one line or ""}``.
+
+  Raises:
+    ValueError: when no frame is usable (naming how many frames were looked at).
+  """
+  keep = usable_frames(observations)
+  if not np.any(keep):
+    raise ValueError(f"no person found in any of the {len(observations)} frames "
+                     f"(source frames {describe_frames(observations.frame_indices)})")
+  dropped = observations.frame_indices[~keep]
+  message = ""
+  if len(dropped):
+    message = (f"no usable person in {len(dropped)} of {len(keep)} frames (source frames "
+               f"{describe_frames(dropped)}): those frames leave the fit")
+  images = frames[keep].astype(np.float32) / 255.0
+  masks = observations.masks[keep].astype(np.float32)
+  cams = Camera(K=np.asarray(cameras.K)[keep], world_to_cam=np.asarray(cameras.world_to_cam)[keep],
+                width=cameras.width, height=cameras.height)
+  seq = Sequence(name=name, images=images, masks=masks, depth=None, depth_kind=None,
+                 cameras=cams, hmr=init, gt=gt, fps=fps, keypoints_2d=keypoints,
+                 metadata={"source": "hsjax.video", "frame_indices":
+                           observations.frame_indices[keep].tolist(),
+                           "per_frame": ["frame_indices"], "backend": observations.backend,
+                           "notes": list(observations.notes), "dropped_frames": dropped.tolist()})
+  info = {"used": observations.frame_indices[keep].tolist(), "dropped": dropped.tolist(),
+          "message": message}
+  return seq, info

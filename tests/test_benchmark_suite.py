@@ -1,0 +1,77 @@
+"""The benchmark suite: its splits, the motions it can take, and the metrics it reports."""
+
+import numpy as np
+import pytest
+
+from hsjax import body as body_lib
+from hsjax import metrics
+from hsjax import motion as motion_lib
+from hsjax.data import synthetic_sequence
+from hsjax.data.synthetic import suite
+from test_data_common import small_body  # pylint: disable=unused-import
+
+
+def test_suite_has_disjoint_dev_and_test_splits_with_headline_sequences():
+  dev, test = suite.split_sequences("dev"), suite.split_sequences("test")
+  assert len(dev) + len(test) >= 16 and len(suite.split_sequences("all")) == len(suite.SUITE)
+  assert not {(e.motion, e.seed) for e in dev} & {(e.motion, e.seed) for e in test}
+  assert len({e.name for e in suite.SUITE}) == len(suite.SUITE)
+  for split in (dev, test):
+    assert sum(e.headline for e in split) >= len(split) // 2
+    assert len({e.motion for e in split}) >= 6  # not only dance
+    assert {e.hmr_noise for e in split} >= {"mild", "hmr2_like", "hard"}
+    assert {e.depth for e in split} >= {"exact", "unidepth_like", "none"}
+  # The reproduction of the punch failure is a dev sequence; the test split has its own punch.
+  punch = [e for e in dev if e.motion == "punch"]
+  assert punch and punch[0].seed == 4 and punch[0].headline
+  assert any(e.motion == "punch" for e in test)
+  with pytest.raises(ValueError, match="unknown benchmark split 'val'"):
+    suite.split_sequences("val")
+
+
+def test_synthetic_sequence_takes_a_motion_object_cached_by_content(small_body, tmp_path):
+  clip = motion_lib.builtin_motion("kick", target_fps=30.0)
+  small = dict(num_frames=4, image_size=32, num_eval_views=0, num_novel_pose=0,
+               body_model=small_body, cache_dir=str(tmp_path))
+  by_name = synthetic_sequence(seed=2, motion="kick", **small)
+  by_object = synthetic_sequence(seed=2, motion=clip, **small)
+  np.testing.assert_array_equal(np.asarray(by_object.gt.body_pose),
+                                np.asarray(by_name.gt.body_pose))
+  np.testing.assert_array_equal(np.asarray(by_object.images), np.asarray(by_name.images))
+  assert by_object.metadata["config"]["motion"].startswith("kick@")
+  # Another clip content is another cache entry, not a stale hit.
+  changed = clip.replace(body_pose=np.asarray(clip.body_pose) * 0.5)
+  other = synthetic_sequence(seed=2, motion=changed, **small)
+  assert not np.allclose(np.asarray(other.gt.body_pose), np.asarray(by_name.gt.body_pose))
+  path = tmp_path / "kick.npz"
+  motion_lib.save_motion(str(path), clip)
+  from_file = synthetic_sequence(seed=2, motion=str(path), **small)
+  np.testing.assert_array_equal(np.asarray(from_file.gt.body_pose),
+                                np.asarray(by_name.gt.body_pose))
+  with pytest.raises(FileNotFoundError, match="motion file not found"):
+    synthetic_sequence(seed=2, motion=str(tmp_path / "missing.bvh"), **small)
+
+
+def test_aligned_accel_ignores_root_motion_world_accel_does_not():
+  rng = np.random.default_rng(0)
+  gt = rng.normal(size=(10, 24, 3))
+  jitter = np.zeros((10, 1, 3))
+  jitter[::2, 0, 2] = 0.05  # the whole body jumps back and forth along z
+  pred = gt + jitter
+  assert float(metrics.aligned_accel_error(pred, gt)) == pytest.approx(0.0, abs=1e-3)
+  assert float(metrics.accel_error(pred, gt)) > 50.0  # 4 x 5 cm second difference, in mm
+
+
+def test_per_joint_and_camera_axis_root_errors():
+  gt = np.zeros((3, 24, 3))
+  gt[:, 5] = [0.0, -0.5, 0.0]
+  pred = gt.copy()
+  pred[:, 5] += [0.0, 0.0, 0.03]  # right knee 3 cm off
+  per_joint = np.asarray(metrics.per_joint_mpjpe(pred, gt))
+  assert per_joint[5] == pytest.approx(30.0, rel=1e-5) and np.delete(per_joint, 5).max() < 1e-4
+  # A camera looking along world -z (rotated 180 degrees about y): world +z is camera -z.
+  w2c = np.diag([-1.0, 1.0, -1.0, 1.0])
+  shifted = gt + [0.1, 0.0, 0.2]
+  cam = np.asarray(metrics.root_error_in_camera(shifted, gt, w2c))
+  np.testing.assert_allclose(cam, np.broadcast_to([-100.0, 0.0, -200.0], (3, 3)), rtol=1e-5)
+  assert body_lib.SMPL_JOINT_NAMES[5] == "right_knee"

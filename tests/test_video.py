@@ -1,0 +1,273 @@
+"""The video front end: decoding, observations, correspondence, landmark fit, keypoint term.
+
+Most tests need no detector (landmarks are made from known SMPL joints); those that run
+MediaPipe skip with the reason when the ``video`` extra is missing.
+"""
+
+import imageio.v2 as imageio
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hsjax import body as body_lib
+from hsjax import losses
+from hsjax import video
+from hsjax.camera import Camera
+from hsjax.camera import intrinsics
+from hsjax.video import correspondence
+from hsjax.video import observations as obs_lib
+
+MEDIAPIPE_OK, MEDIAPIPE_REASON = video.mediapipe_available()
+
+
+def _write_clip(path, frames, fps=10):
+  w = imageio.get_writer(path, format="FFMPEG", fps=fps, codec="libx264", quality=8,
+                         macro_block_size=1, ffmpeg_log_level="error")
+  for f in frames:
+    w.append_data(f)
+  w.close()
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_read_video_stride_range_and_resize(tmp_path):
+  frames = np.zeros((12, 32, 48, 3), np.uint8)
+  frames[:, :, :, 0] = (np.arange(12) * 20)[:, None, None]
+  path = str(tmp_path / "clip.mp4")
+  _write_clip(path, frames)
+  clip = video.read_video(path, stride=2, start=1, end=9, long_side=24)
+  assert clip.source_indices.tolist() == [1, 3, 5, 7]
+  assert clip.frames.shape == (4, 16, 24, 3)
+  assert clip.fps == pytest.approx(5.0)
+  assert abs(int(clip.frames[2, 8, 12, 0]) - 100) < 12  # frame 5 has red 100
+  assert len(video.read_video(path, max_frames=3)) == 3
+
+
+# imageio-ffmpeg leaves its pipe to ffmpeg unclosed when ffmpeg refuses the file.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+def test_read_video_bad_input(tmp_path):
+  with pytest.raises(FileNotFoundError, match="no such video"):
+    video.read_video(str(tmp_path / "missing.mp4"))
+  bad = tmp_path / "bad.mp4"
+  bad.write_bytes(b"not a video at all")
+  with pytest.raises(ValueError, match="bad.mp4"):
+    video.read_video(str(bad))
+  empty = tmp_path / "empty.mp4"
+  empty.write_bytes(b"")
+  with pytest.raises(ValueError, match="empty.mp4"):
+    video.read_video(str(empty))
+
+
+def test_focal_from_fov_default_is_the_diagonal():
+  assert video.focal_from_fov(640, 480, video.DEFAULT_DIAGONAL_FOV_DEG) == pytest.approx(800.0)
+  cams = video.video_cameras(640, 480, 3)
+  assert np.allclose(cams.world_to_cam, np.eye(4))
+  assert cams.K.shape == (3, 3, 3) and cams.K[0, 0, 2] == 320
+
+
+def test_correspondence_rows_sum_to_one_and_are_equivariant():
+  for w in (correspondence.NAIVE_WEIGHTS, correspondence.CALIBRATED_WEIGHTS):
+    assert np.allclose(w.sum(axis=1), 1.0, atol=1e-5)
+    assert not np.any(w[~correspondence.support_mask()])
+  rng = np.random.default_rng(0)
+  lm = rng.normal(size=(33, 3)).astype(np.float32)
+  rot = np.linalg.qr(rng.normal(size=(3, 3)))[0].astype(np.float32)
+  a = correspondence.smpl_world_joints(lm)
+  b = correspondence.smpl_world_joints(2.0 * lm @ rot.T + 1.0)
+  assert np.allclose(2.0 * a @ rot.T + 1.0, b, atol=1e-4)
+
+
+def test_fit_weights_recovers_a_known_combination():
+  rng = np.random.default_rng(1)
+  lm = rng.normal(size=(200, 33, 2))
+  truth = correspondence.NAIVE_WEIGHTS.astype(np.float64).copy()
+  truth[1] = 0.0
+  truth[1, [23, 24, 25]] = [0.7, 0.2, 0.1]  # left hip: towards the other hip and the knee
+  joints = np.einsum("jk,nkd->njd", truth, lm)
+  w = correspondence.fit_weights(lm, joints, np.ones(200), ridge=1e-6)
+  assert np.allclose(w[1], truth[1], atol=1e-3)
+
+
+def test_keypoint_confidence_is_the_weakest_landmark():
+  lm = np.zeros((33, 3), np.float32)
+  lm[:, 2] = 1.0
+  lm[25, 2] = 0.2  # left knee barely visible
+  kp = video.smpl_keypoints(lm, correspondence.NAIVE_WEIGHTS)
+  assert kp.shape == (24, 3)
+  assert kp[4, 2] == pytest.approx(0.2)  # SMPL left knee
+  assert kp[3, 2] == pytest.approx(correspondence.DERIVED_CONFIDENCE)  # spine1
+
+
+def _box(x0, y0, x1, y1):
+  return np.array([x0, y0, x1, y1], np.float32)
+
+
+def test_box_tools():
+  assert obs_lib.box_iou(_box(0, 0, 2, 2), _box(1, 0, 3, 2)) == pytest.approx(1 / 3)
+  assert obs_lib.box_iou(_box(0, 0, 1, 1), _box(5, 5, 6, 6)) == 0.0
+  assert obs_lib.crop_window(_box(40, 40, 60, 80), 100, 100) == (10, 20, 90, 100)
+  assert obs_lib.describe_frames([3, 4, 5, 9, 11, 12]) == "3-5, 9, 11-12"
+
+
+def _observations(t=4, h=20, w=30, detected=None):
+  rng = np.random.default_rng(0)
+  lm = rng.uniform(0, 20, size=(t, 33, 3)).astype(np.float32)
+  lm[..., 2] = 0.9
+  det = np.ones(t, bool) if detected is None else np.asarray(detected)
+  masks = np.zeros((t, h, w), np.float32)
+  masks[:, 5:15, 10:20] = 1.0
+  lm[~det] = 0.0
+  masks[~det] = 0.0
+  return obs_lib.Observations(masks=masks, landmarks=lm,
+                              world_landmarks=rng.normal(size=(t, 33, 3)).astype(np.float32),
+                              boxes=np.tile(_box(10, 5, 20, 15), (t, 1)), detected=det,
+                              frame_indices=np.arange(t) * 2, backend="test",
+                              notes=("a note",))
+
+
+def test_observations_roundtrip(tmp_path):
+  obs = _observations()
+  path = str(tmp_path / "observations.npz")
+  obs.save(path)
+  back = video.load_observations(path)
+  assert np.allclose(back.landmarks, obs.landmarks) and back.notes == ("a note",)
+  assert np.allclose(back.masks, obs.masks, atol=1 / 255)
+  assert back.frame_indices.tolist() == [0, 2, 4, 6]
+  np.savez(str(tmp_path / "broken.npz"), masks=obs.masks)
+  with pytest.raises(ValueError, match="missing field"):
+    video.load_observations(str(tmp_path / "broken.npz"))
+
+
+def test_build_sequence_drops_and_lists_frames_without_a_person():
+  obs = _observations(detected=[True, False, True, True])
+  cams = video.video_cameras(30, 20, 4)
+  frames = np.zeros((4, 20, 30, 3), np.uint8)
+  model = body_lib.load_body_model("default")
+  keep = video.usable_frames(obs)
+  assert keep.tolist() == [True, False, True, True]
+  init = body_lib.SMPLParams(betas=np.zeros(model.num_betas, np.float32),
+                             body_pose=np.zeros((3, 23, 3), np.float32),
+                             global_orient=np.zeros((3, 3), np.float32),
+                             transl=np.zeros((3, 3), np.float32))
+  seq, info = video.build_sequence("clip", frames, obs, cams, init,
+                                   np.zeros((3, 24, 3), np.float32), fps=15.0)
+  assert len(seq) == 3 and info["dropped"] == [2]
+  assert "source frames 2" in info["message"]
+  none = _observations(detected=[False] * 4)
+  with pytest.raises(ValueError, match="no person found in any of the 4 frames"):
+    video.build_sequence("clip", frames, none, cams, init, np.zeros((0, 24, 3)), fps=15.0)
+
+
+def _projected_targets(model, params, k):
+  _, joints = body_lib.pose_frames_host(model, params)
+  uvw = joints @ k.T
+  uv = uvw[..., :2] / uvw[..., 2:]
+  return joints, np.concatenate([uv, np.ones(uv.shape[:-1] + (1,))], -1).astype(np.float32)
+
+
+def test_landmark_fit_recovers_a_pose_from_exact_keypoints():
+  """Perfect 2D keypoints and 3D directions of a known pose: the fit lands close to it."""
+  model = body_lib.load_body_model("default")
+  t = 3
+  rng = np.random.default_rng(0)
+  pose = np.zeros((t, 23, 3), np.float32)
+  pose[:, 3, 0] = 0.6  # left knee bent
+  pose[:, 15, 2] = -0.8  # left shoulder (joint 16) lowered
+  pose += 0.05 * rng.normal(size=pose.shape).astype(np.float32)
+  gt = body_lib.SMPLParams(betas=np.zeros(model.num_betas, np.float32), body_pose=pose,
+                           global_orient=np.tile(np.array([np.pi, 0.0, 0.0], np.float32),
+                                                 (t, 1)),
+                           transl=np.tile(np.array([0.1, 0.2, 4.0], np.float32), (t, 1)))
+  k = intrinsics(500.0, 256, 256)
+  joints, kp = _projected_targets(model, gt, k)
+  world = joints - joints[:, :1]
+  params, report = video.fit_landmarks(model, kp, world, k,
+                                       config=video.InitConfig(root_steps=60, steps=200))
+  _, fitted = body_lib.pose_frames_host(model, params)
+  err = np.linalg.norm((fitted - fitted[:, :1]) - (joints - joints[:, :1]), axis=-1).mean()
+  assert err < 0.08, err  # metres, root-relative (the pose prior keeps a small bias)
+  assert np.abs(fitted[:, 0] - joints[:, 0]).max() < 0.3
+  assert all(np.isfinite(v) for v in report["terms"].values())
+
+
+def test_landmark_fit_never_nan_with_invisible_frames():
+  model = body_lib.load_body_model("default")
+  kp = np.zeros((2, 24, 3), np.float32)  # nothing visible at all
+  params, _ = video.fit_landmarks(model, kp, np.zeros((2, 24, 3), np.float32),
+                                  intrinsics(300.0, 64, 64),
+                                  config=video.InitConfig(root_steps=2, steps=3))
+  for x in jax.tree_util.tree_leaves(params):
+    assert np.all(np.isfinite(x))
+
+
+def test_transform_params_moves_the_joints_rigidly():
+  model = body_lib.load_body_model("default")
+  rng = np.random.default_rng(2)
+  p = body_lib.SMPLParams(betas=np.zeros(model.num_betas, np.float32),
+                          body_pose=0.1 * rng.normal(size=(2, 23, 3)).astype(np.float32),
+                          global_orient=rng.normal(size=(2, 3)).astype(np.float32),
+                          transl=rng.normal(size=(2, 3)).astype(np.float32))
+  m = np.eye(4, dtype=np.float32)
+  m[:3, :3] = np.linalg.qr(rng.normal(size=(3, 3)))[0] * np.sign(
+      np.linalg.det(np.linalg.qr(rng.normal(size=(3, 3)))[0]))
+  if np.linalg.det(m[:3, :3]) < 0:
+    m[:3, 0] *= -1
+  m[:3, 3] = [0.5, -1.0, 2.0]
+  _, j0 = body_lib.pose_frames_host(model, p)
+  _, j1 = body_lib.pose_frames_host(model, video.transform_params(model, p, m))
+  assert np.allclose(j0 @ m[:3, :3].T + m[:3, 3], j1, atol=1e-4)
+
+
+class _Ctx:
+  def __init__(self, joints, camera):
+    self.body = body_lib.BodyOutput(vertices=None, joints=joints, transforms=None, rotmats=None)
+    self.camera = camera
+
+
+def _frame(kp, conf):
+  z = jnp.zeros((kp.shape[0], 4, 4))
+  return losses.Frame(image=z[..., None], mask=z, depth=z, depth_K=None, depth_weight=0.0,
+                      depth_is_metric=1.0, index=jnp.arange(kp.shape[0]), keypoints=kp,
+                      keypoint_conf=conf)
+
+
+def test_keypoint_term_zero_at_truth_robust_and_finite():
+  k = jnp.asarray(intrinsics(100.0, 64, 64))[None]
+  cam = Camera(K=k, world_to_cam=jnp.eye(4)[None], width=64, height=64)
+  joints = jnp.asarray(np.random.default_rng(0).uniform(-0.3, 0.3, (1, 24, 3))) + jnp.array(
+      [0.0, 0.0, 3.0])
+  uv = jax.vmap(lambda c, j: __import__("hsjax").camera.project_points(c, j)[0])(cam, joints)
+  ones = jnp.ones((1, 24))
+  term = losses.keypoints_2d
+  assert float(term(None, _frame(uv, ones), None, _Ctx(joints, cam))) == pytest.approx(0.0)
+  far = float(term(None, _frame(uv + 1000.0, ones), None, _Ctx(joints, cam)))
+  assert 0.99 < far <= 1.0  # saturates: one wrong landmark costs at most its weight
+  zero = term(None, _frame(uv * jnp.nan, jnp.zeros((1, 24))), None, _Ctx(joints, cam))
+  # NaN targets can only come with zero confidence (prepare_data zeroes them); the term
+  # masks them anyway.
+  assert float(zero) == 0.0
+  g = jax.grad(lambda j: term(None, _frame(uv + 3.0, ones), None, _Ctx(j, cam)))(joints)
+  assert np.all(np.isfinite(g)) and float(jnp.abs(g).sum()) > 0
+
+
+def test_keypoint_term_is_off_by_default():
+  assert losses.DEFAULT_LOSSES["keypoints_2d"][0] == 0.0
+  assert dict(video.VIDEO_LOSS_WEIGHTS)["keypoints_2d"] > 0
+
+
+@pytest.mark.skipif(not MEDIAPIPE_OK, reason=MEDIAPIPE_REASON)
+def test_mediapipe_observes_a_rendered_person():
+  from hsjax import data  # pylint: disable=import-outside-toplevel
+  seq = data.synthetic_sequence("default", seed=0, num_frames=6, num_eval_views=0,
+                                num_novel_pose=0, depth="none", cache_dir=False)
+  frames = np.round(np.asarray(seq.images) * 255).astype(np.uint8)
+  obs = video.MediaPipeObserver().observe(frames)
+  assert obs.detected.all()
+  gt = np.asarray(seq.masks) > 0.5
+  iou = (np.logical_and(obs.masks > 0.5, gt).sum() / np.logical_or(obs.masks > 0.5, gt).sum())
+  assert iou > 0.8
+  assert np.all(np.isfinite(obs.landmarks)) and np.all(np.isfinite(obs.world_landmarks))
+  blank = np.full((2, 128, 128, 3), 127, np.uint8)
+  none = video.MediaPipeObserver().observe(blank)
+  assert not none.detected.any() and np.all(none.landmarks == 0)
