@@ -307,7 +307,8 @@ def pose_error_callback(body_model: body_lib.BodyModel, gt: SMPLParams,
 def _prepare(sequence, config: FitConfig, losses, body_model):
   if body_model is None:
     body_model = body_lib.load_body_model(config.body_model)
-  return prepare_data(sequence, config), resolve_losses(config, losses), body_model
+  return (prepare_data(sequence, config, body_model), resolve_losses(config, losses),
+          body_model)
 
 
 def _initial_or_restored(make_state: Callable[[], FitState], config: FitConfig,
@@ -426,7 +427,7 @@ def fit_many(sequences: Sequence[Any], config: FitConfig = FitConfig(), *,
   if body_model is None:
     body_model = body_lib.load_body_model(config.body_model)
   losses = resolve_losses(config, losses)
-  datas = [prepare_data(s, config) for s in sequences]
+  datas = [prepare_data(s, config, body_model) for s in sequences]
   sizes = {(d.width, d.height) for d in datas}
   if len(sizes) != 1:
     raise ValueError(f"fit_many: all sequences must share one image size, found {sorted(sizes)}")
