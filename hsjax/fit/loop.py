@@ -121,7 +121,9 @@ def _checkpoint_tree(state: FitState, history: dict, config: FitConfig) -> dict:
 
 def _restore(path: str, target: FitState, config: FitConfig) -> tuple[FitState, dict]:
   raw = ckpt_lib.load_raw(path)
-  saved = json.loads(raw["config"])
+  # A field the saved config lacks was added to FitConfig later: the checkpoint's fit ran
+  # with what is now its default.
+  saved = {**json.loads(FitConfig().to_json()), **json.loads(raw["config"])}
   current = json.loads(config.to_json())
   diff = {k: (saved.get(k), v) for k, v in current.items()
           if k not in RESUMABLE_FIELDS and saved.get(k) != v}
