@@ -286,6 +286,8 @@ class FitFlags:
   densify_every: Any
   means_lr: Any
   camel_refresh_every: Any
+  align_depth: Any
+  depth_focal_power: Any
   backend: Any
   tile_capacity: Any
   fit_seed: Any
@@ -331,6 +333,12 @@ def define_fit_flags() -> FitFlags:
           "camel_refresh_every", d.camel_refresh_every,
           "Steps between searches of each Gaussian's nearest body vertex for the CAMEL terms "
           "(0: use the vertex it is anchored to)."),
+      align_depth=flags.DEFINE_bool(
+          "align_depth", d.align_depth, "Align each frame's initial translation to the "
+          "observed metric depth before fitting (hsjax.fit.align)."),
+      depth_focal_power=flags.DEFINE_float(
+          "depth_focal_power", d.depth_focal_power, "Rescale depth that came with its own "
+          "intrinsics by (f_camera / f_depth) ** power (0: as given)."),
       backend=flags.DEFINE_enum("backend", d.backend, list(BACKENDS), "Rasteriser backend."),
       tile_capacity=flags.DEFINE_integer("tile_capacity", d.tile_capacity,
                                          "Gaussians kept per 16x16 tile."),
@@ -361,7 +369,8 @@ def fit_config(f: FitFlags, body_model: str = "default", **overrides):
       learn_skinning=f.learn_skinning.value, nonrigid=f.nonrigid.value,
       densify_every=f.densify_every.value, backend=f.backend.value,
       avatar_lrs=tuple(dict(fit.FitConfig().avatar_lrs, means=f.means_lr.value).items()),
-      camel_refresh_every=f.camel_refresh_every.value,
+      camel_refresh_every=f.camel_refresh_every.value, align_depth=f.align_depth.value,
+      depth_focal_power=f.depth_focal_power.value,
       tile_capacity=f.tile_capacity.value, progress=f.progress.value)
   # Density control must fit inside the schedule of a short fit.
   d = fit.FitConfig()

@@ -8,6 +8,8 @@ from hsjax import metrics
 from hsjax import motion as motion_lib
 from hsjax.data import synthetic_sequence
 from hsjax.data.synthetic import suite
+from hsjax.fit import align
+from hsjax.fit import data as fit_data
 from test_data_common import small_body  # pylint: disable=unused-import
 
 
@@ -75,3 +77,42 @@ def test_per_joint_and_camera_axis_root_errors():
   cam = np.asarray(metrics.root_error_in_camera(shifted, gt, w2c))
   np.testing.assert_allclose(cam, np.broadcast_to([-100.0, 0.0, -200.0], (3, 3)), rtol=1e-5)
   assert body_lib.SMPL_JOINT_NAMES[5] == "right_knee"
+
+
+def test_depth_alignment_moves_the_body_onto_exact_depth_along_the_ray():
+  """A body 30 cm too far (HMR's typical error, along the camera ray) is moved back onto the
+  observed depth, all but a few cm (at 64 px a body too far covers fewer, flatter pixels of
+  the person, which biases the median by about a tenth); its root keeps its pixel."""
+  model = body_lib.load_body_model()
+  seq = synthetic_sequence(seed=0, num_frames=3, image_size=64, num_eval_views=0,
+                           num_novel_pose=0, hmr_noise="none", cache_dir=False,
+                           body_model=model)
+  w2c = np.asarray(seq.cameras.world_to_cam, np.float64)
+  k = np.asarray(seq.cameras.K, np.float64)
+  _, joints = body_lib.pose_frames_host(model, seq.gt)
+  pelvis_cam = np.einsum("tij,tj->ti", w2c[:, :3, :3], joints[:, 0]) + w2c[:, :3, 3]
+  far = pelvis_cam * ((pelvis_cam[:, 2] + 0.3) / pelvis_cam[:, 2])[:, None]
+  shift = np.einsum("tji,tj->ti", w2c[:, :3, :3], far - pelvis_cam)
+  wrong = seq.gt.replace(transl=np.asarray(seq.gt.transl) + shift)
+  transl, offsets = align.align_translation(model, wrong, np.asarray(seq.depth),
+                                            np.asarray(seq.masks), k, w2c)
+  np.testing.assert_allclose(offsets, -0.3, atol=0.06)
+  _, aligned = body_lib.pose_frames_host(model, wrong.replace(transl=transl))
+  cam = np.asarray(metrics.root_error_in_camera(aligned, joints, w2c))
+  assert np.abs(cam[:, 2]).max() < 60.0  # mm, of 300
+  aligned_cam = np.einsum("tij,tj->ti", w2c[:, :3, :3], aligned[:, 0]) + w2c[:, :3, 3]
+  pixels = lambda p: (p @ k[0].T)[..., :2] / (p @ k[0].T)[..., 2:3]  # noqa: E731
+  np.testing.assert_allclose(pixels(aligned_cam), pixels(far), atol=1e-3)
+  # No usable depth: the translation stays as it was.
+  same, zeros = align.align_translation(model, wrong, np.zeros_like(seq.depth),
+                                        np.asarray(seq.masks), k, w2c)
+  np.testing.assert_allclose(same, np.asarray(wrong.transl), atol=1e-6)
+  assert np.all(zeros == 0)
+
+
+def test_focal_ratio_rescales_depth_to_the_camera():
+  k = np.tile(np.diag([100.0, 100.0, 1.0]), (2, 1, 1))
+  depth_k = k.copy()
+  depth_k[:, :2, :2] *= 1.1  # the depth network thought the focal length 10 % longer
+  np.testing.assert_allclose(fit_data.focal_ratio(k, depth_k, 1.0), 1 / 1.1, rtol=1e-6)
+  np.testing.assert_allclose(fit_data.focal_ratio(k, depth_k, 0.0), 1.0)

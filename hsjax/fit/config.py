@@ -78,6 +78,17 @@ class FitConfig:
   # space, outside the jitted step: ~70 ms a search at N = 2,000). 0: no search, the CAMEL
   # terms use each Gaussian's anchor vertex. See BENCHMARKS.md, CAMEL.
   camel_refresh_every: int = 50
+  # --- depth
+  # Metric depth that came with intrinsics of its own (Sequence.depth_K, a monocular network's
+  # estimate) is multiplied by (f_camera / f_depth) ** depth_focal_power and then unprojected
+  # with the camera's K: a network's metric depth is proportional to the focal length it
+  # assumed (Metric3D's canonical camera), so a known camera corrects part of its scale
+  # error. 0 keeps the depth as given (with power 1 the unprojected x, y are unchanged).
+  depth_focal_power: float = 0.0
+  # With metric depth, slide each frame's initial (HMR) body along the camera ray through its
+  # pelvis so that its visible surface meets the observed depth (median over the person's
+  # pixels; hsjax.fit.align). HMR's depth error is its largest.
+  align_depth: bool = False
   # --- bookkeeping
   log_every: int = 10  # steps between history records / progress-bar refreshes.
   eval_every: int = 0  # steps between evaluation callbacks (0: only at the end).

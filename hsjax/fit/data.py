@@ -12,8 +12,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hsjax import body as body_lib
+from hsjax.body import BodyModel
 from hsjax.body import SMPLParams
 from hsjax.camera import Camera
+from hsjax.fit import align
 from hsjax.fit.config import FitConfig
 
 
@@ -55,11 +58,14 @@ def _check(cond: bool, message: str):
     raise ValueError(message)
 
 
-def prepare_data(sequence, config: FitConfig) -> FitData:
+def prepare_data(sequence, config: FitConfig, body_model: BodyModel | None = None) -> FitData:
   """Turns a ``hsjax.data.Sequence`` into a :class:`FitData` on device.
 
   Validates shapes (naming the field, expected and found) and composites the images over
-  ``config.background`` outside the mask when ``config.mask_background``.
+  ``config.background`` outside the mask when ``config.mask_background``. With
+  ``config.align_depth`` and metric depth, the initial translation is aligned to the depth
+  (:func:`hsjax.fit.align.align_translation`; ``body_model`` poses the body, default
+  ``load_body_model(config.body_model)``).
   """
   images = np.asarray(sequence.images, np.float32)
   _check(images.ndim == 4 and images.shape[-1] == 3,
@@ -108,6 +114,9 @@ def prepare_data(sequence, config: FitConfig) -> FitData:
            f"sequence.depth_K: expected [3, 3] or {[t, 3, 3]}, found "
            f"{list(depth_k.shape)}")
     depth_k = np.broadcast_to(depth_k, (t, 3, 3))
+    if config.depth_focal_power and kind == "metric" and depth_weight > 0:
+      depth = depth * focal_ratio(k, depth_k, config.depth_focal_power)[:, None, None]
+      depth_k = k
   if config.downsample > 1:
     images, masks, depth, k = _downsample(images, masks, depth, k, config.downsample)
     depth_k = _scale_intrinsics(depth_k, config.downsample)
@@ -117,6 +126,11 @@ def prepare_data(sequence, config: FitConfig) -> FitData:
                     body_pose=jnp.asarray(hmr.body_pose, jnp.float32),
                     global_orient=jnp.asarray(hmr.global_orient, jnp.float32),
                     transl=jnp.asarray(hmr.transl, jnp.float32))
+  if config.align_depth and depth_weight > 0 and kind == "metric":
+    if body_model is None:
+      body_model = body_lib.load_body_model(config.body_model)
+    transl, _ = align.align_translation(body_model, init, depth, masks, k, w2c)
+    init = init.replace(transl=jnp.asarray(transl))
   return FitData(images=jnp.asarray(images), masks=jnp.asarray(masks),
                  depth=jnp.asarray(depth), depth_weight=jnp.asarray(depth_weight, jnp.float32),
                  depth_is_metric=jnp.asarray(float(kind == "metric"), jnp.float32),
@@ -124,6 +138,13 @@ def prepare_data(sequence, config: FitConfig) -> FitData:
                  world_to_cam=jnp.asarray(w2c), init=init,
                  keypoints=jnp.asarray(keypoints), keypoint_conf=jnp.asarray(keypoint_conf),
                  frame_valid=jnp.ones((t,), bool), width=w, height=h)
+
+
+def focal_ratio(k: np.ndarray, depth_k: np.ndarray, power: float) -> np.ndarray:
+  """[T] ``(f_camera / f_depth) ** power`` with ``f = sqrt(fx fy)``: K, depth_K [T, 3, 3]."""
+  f_cam = np.sqrt(k[:, 0, 0] * k[:, 1, 1])
+  f_depth = np.sqrt(depth_k[:, 0, 0] * depth_k[:, 1, 1])
+  return ((f_cam / f_depth) ** power).astype(np.float32)
 
 
 def _keypoints(sequence, t: int, factor: int) -> tuple[np.ndarray, np.ndarray]:

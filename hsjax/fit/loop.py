@@ -121,7 +121,9 @@ def _checkpoint_tree(state: FitState, history: dict, config: FitConfig) -> dict:
 
 def _restore(path: str, target: FitState, config: FitConfig) -> tuple[FitState, dict]:
   raw = ckpt_lib.load_raw(path)
-  saved = json.loads(raw["config"])
+  # A field the saved config lacks was added to FitConfig later: the checkpoint's fit ran
+  # with what is now its default.
+  saved = {**json.loads(FitConfig().to_json()), **json.loads(raw["config"])}
   current = json.loads(config.to_json())
   diff = {k: (saved.get(k), v) for k, v in current.items()
           if k not in RESUMABLE_FIELDS and saved.get(k) != v}
@@ -307,7 +309,8 @@ def pose_error_callback(body_model: body_lib.BodyModel, gt: SMPLParams,
 def _prepare(sequence, config: FitConfig, losses, body_model):
   if body_model is None:
     body_model = body_lib.load_body_model(config.body_model)
-  return prepare_data(sequence, config), resolve_losses(config, losses), body_model
+  return (prepare_data(sequence, config, body_model), resolve_losses(config, losses),
+          body_model)
 
 
 def _initial_or_restored(make_state: Callable[[], FitState], config: FitConfig,
@@ -426,7 +429,7 @@ def fit_many(sequences: Sequence[Any], config: FitConfig = FitConfig(), *,
   if body_model is None:
     body_model = body_lib.load_body_model(config.body_model)
   losses = resolve_losses(config, losses)
-  datas = [prepare_data(s, config) for s in sequences]
+  datas = [prepare_data(s, config, body_model) for s in sequences]
   sizes = {(d.width, d.height) for d in datas}
   if len(sizes) != 1:
     raise ValueError(f"fit_many: all sequences must share one image size, found {sorted(sizes)}")
