@@ -623,3 +623,30 @@ def fit_evaluate_write(run_dir: str, sequence, config, body_model, *, seed: int,
   log(f"outputs: {t3 - t2:.1f} s -> {run_dir}")
   return {"evaluation": result_eval, "fit_summary": summary, "files": files,
           "times": {"fit_s": t1 - t0, "evaluate_s": t2 - t1, "outputs_s": t3 - t2}}
+
+
+def load_run(run_dir: str):
+  """``(config dict, body_model, sequence, avatar, refined poses)`` of a run directory.
+
+  Raises:
+    InputError: a missing directory or file, or a sequence that cannot be reloaded.
+  """
+  from hsjax import io as io_lib  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  config = read_config(run_dir)
+  for name in ("avatar.npz", "smpl_refined.npz"):
+    if not os.path.exists(os.path.join(run_dir, name)):
+      raise InputError(f"{run_dir}: incomplete run directory, {name} is missing")
+  fit_config = config.get("fit_config", {})
+  body_model = load_body_model(fit_config.get("body_model", "default"))
+  if "sequence" not in config:
+    raise InputError(f"{run_dir}/config.json: no 'sequence' entry; found {sorted(config)}")
+  sequence = load_sequence(config["sequence"], body_model=body_model)
+  try:
+    avatar = io_lib.load_avatar(os.path.join(run_dir, "avatar.npz"))
+    poses = io_lib.load_smpl_npz(os.path.join(run_dir, "smpl_refined.npz"))
+  except (FileNotFoundError, ValueError) as e:
+    raise InputError(str(e)) from e
+  if poses.body_pose.shape[0] != len(sequence):
+    raise InputError(f"{run_dir}/smpl_refined.npz: {poses.body_pose.shape[0]} frames, the "
+                     f"sequence {len(sequence)}")
+  return config, body_model, sequence, avatar, poses

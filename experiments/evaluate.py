@@ -43,38 +43,13 @@ flags.mark_flag_as_required("run_dir")
 flags.adopt_module_key_flags(common)
 
 
-def load_run(run_dir: str):
-  """``(config dict, body_model, sequence, avatar, refined poses)`` of a run directory.
-
-  Raises:
-    common.InputError: a missing directory or file, or a sequence that cannot be reloaded.
-  """
-  from hsjax import io as io_lib  # pylint: disable=g-import-not-at-top,import-outside-toplevel
-  config = common.read_config(run_dir)
-  for name in ("avatar.npz", "smpl_refined.npz"):
-    if not os.path.exists(os.path.join(run_dir, name)):
-      raise common.InputError(f"{run_dir}: incomplete run directory, {name} is missing")
-  fit_config = config.get("fit_config", {})
-  body_model = common.load_body_model(fit_config.get("body_model", "default"))
-  if "sequence" not in config:
-    raise common.InputError(f"{run_dir}/config.json: no 'sequence' entry; found "
-                            f"{sorted(config)}")
-  sequence = common.load_sequence(config["sequence"], body_model=body_model)
-  try:
-    avatar = io_lib.load_avatar(os.path.join(run_dir, "avatar.npz"))
-    poses = io_lib.load_smpl_npz(os.path.join(run_dir, "smpl_refined.npz"))
-  except (FileNotFoundError, ValueError) as e:
-    raise common.InputError(str(e)) from e
-  return config, body_model, sequence, avatar, poses
-
-
 def main(argv):
   if len(argv) > 1:
     raise common.InputError(f"unexpected arguments {argv[1:]} (flags need --name=value)")
   from hsjax import evaluation  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   from hsjax import report  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   run_dir = _RUN_DIR.value
-  config, body_model, sequence, avatar, poses = load_run(run_dir)
+  config, body_model, sequence, avatar, poses = common.load_run(run_dir)
   if _POSES.value == "hmr":
     poses = sequence.hmr
   out_dir = _OUTPUT_DIR.value or os.path.join(run_dir, "evaluate")

@@ -68,29 +68,6 @@ def load_motions(values: list[str], fps: float):
   return clips
 
 
-def load_run(run_dir: str):
-  """``(body_model, sequence, avatar, refined poses)`` of a run directory."""
-  from hsjax import io as io_lib  # pylint: disable=g-import-not-at-top,import-outside-toplevel
-  config = common.read_config(run_dir)
-  for name in ("avatar.npz", "smpl_refined.npz"):
-    if not os.path.exists(os.path.join(run_dir, name)):
-      raise common.InputError(f"{run_dir}: incomplete run directory, {name} is missing")
-  if "sequence" not in config:
-    raise common.InputError(f"{run_dir}/config.json: no 'sequence' entry; found "
-                            f"{sorted(config)}")
-  body_model = common.load_body_model(config.get("fit_config", {}).get("body_model", "default"))
-  sequence = common.load_sequence(config["sequence"], body_model=body_model)
-  try:
-    avatar = io_lib.load_avatar(os.path.join(run_dir, "avatar.npz"))
-    poses = io_lib.load_smpl_npz(os.path.join(run_dir, "smpl_refined.npz"))
-  except (FileNotFoundError, ValueError) as e:
-    raise common.InputError(str(e)) from e
-  if poses.body_pose.shape[0] != len(sequence):
-    raise common.InputError(f"{run_dir}/smpl_refined.npz: {poses.body_pose.shape[0]} frames, "
-                            f"the sequence {len(sequence)}")
-  return body_model, sequence, avatar, poses
-
-
 def serve(folder: str, port: int) -> None:
   """Serves ``folder`` on 127.0.0.1 until interrupted."""
 
@@ -122,7 +99,7 @@ def main(argv):
     raise common.InputError(f"--fps must be > 0, found {_FPS.value}")
   clips = load_motions(_MOTIONS.value, _FPS.value)  # cheap checks first
   run_dir = _RUN_DIR.value
-  body_model, sequence, avatar, poses = load_run(run_dir)
+  _, body_model, sequence, avatar, poses = common.load_run(run_dir)
   out_dir = _OUTPUT_DIR.value or os.path.join(run_dir, "viewer")
   scene = viewer.write_run_viewer(run_dir, body_model=body_model, sequence=sequence,
                                   avatar=avatar, poses=poses, extra_motions=clips,

@@ -29,23 +29,19 @@ def read_pickle(path: str):
     ValueError: a refused (code-referencing or over-size) or malformed file; the message names
       the file.
   """
-  try:
-    return smpl_pickle.load_pickle(path)
-  except smpl_pickle.UnsafePickleError as e:
-    raise ValueError(f"refusing to unpickle: {e}") from e
-  except FileNotFoundError:
-    raise
-  except (ValueError, pickle.UnpicklingError, EOFError, OSError, MemoryError) as e:
-    if path in str(e):
-      raise ValueError(str(e)) from e
-    raise ValueError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from e
+  return _named_errors(smpl_pickle.load_pickle, path, "pickle")
 
 
 def read_npy_object(path: str):
   """An ``.npy`` (numeric, or holding a pickled object such as a dict), read without running
   code; a 0-d object array becomes the object it holds."""
+  return _named_errors(smpl_pickle.load_npy, path, ".npy file")
+
+
+def _named_errors(reader, path: str, what: str):
+  """``reader(path)`` with every failure turned into an error that names the file."""
   try:
-    return smpl_pickle.load_npy(path)
+    return reader(path)
   except smpl_pickle.UnsafePickleError as e:
     raise ValueError(f"refusing to unpickle: {e}") from e
   except FileNotFoundError:
@@ -53,7 +49,7 @@ def read_npy_object(path: str):
   except (ValueError, pickle.UnpicklingError, EOFError, OSError, MemoryError) as e:
     if path in str(e):
       raise ValueError(str(e)) from e
-    raise ValueError(f"{path}: not a readable .npy file ({type(e).__name__}: {e})") from e
+    raise ValueError(f"{path}: not a readable {what} ({type(e).__name__}: {e})") from e
 
 
 def require_files(root: str, names, what: str) -> None:
