@@ -4,6 +4,12 @@ Most tests need no detector (landmarks are made from known SMPL joints); those t
 MediaPipe skip with the reason when the ``video`` extra is missing.
 """
 
+import os
+import re
+import subprocess
+import sys
+import types
+
 import imageio.v2 as imageio
 import jax
 import jax.numpy as jnp
@@ -16,6 +22,7 @@ from hsjax import video
 from hsjax.camera import Camera
 from hsjax.camera import intrinsics
 from hsjax.video import correspondence
+from hsjax.video import mediapipe_observer
 from hsjax.video import observations as obs_lib
 
 MEDIAPIPE_OK, MEDIAPIPE_REASON = video.mediapipe_available()
@@ -76,6 +83,28 @@ def test_correspondence_rows_sum_to_one_and_are_equivariant():
   a = correspondence.smpl_world_joints(lm)
   b = correspondence.smpl_world_joints(2.0 * lm @ rot.T + 1.0)
   assert np.allclose(2.0 * a @ rot.T + 1.0, b, atol=1e-4)
+
+
+_SMPL_MIRROR = (0, 2, 1, 3, 5, 4, 6, 8, 7, 9, 11, 10, 12, 14, 13, 15, 17, 16, 19, 18, 21, 20,
+                23, 22)
+_LANDMARK_MIRROR = (0, 4, 5, 6, 1, 2, 3, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15, 18, 17, 20, 19,
+                    22, 21, 24, 23, 26, 25, 28, 27, 30, 29, 32, 31)
+
+
+def test_calibrated_weights_are_used_by_default_and_left_right_symmetric():
+  """The calibration was fitted on mirrored samples too: a left joint's row is its right
+  twin's, mirrored; and the default mapping is the calibrated one, not the naive one."""
+  w = correspondence.CALIBRATED_WEIGHTS
+  mirrored = w[list(_SMPL_MIRROR)][:, list(_LANDMARK_MIRROR)]
+  limbs = [j for j in range(24) if _SMPL_MIRROR[j] != j]
+  assert np.allclose(w[limbs], mirrored[limbs], atol=1e-4)
+  assert not np.allclose(w, correspondence.NAIVE_WEIGHTS)
+  lm = np.random.default_rng(3).uniform(0, 100, (33, 3)).astype(np.float32)
+  assert np.allclose(video.smpl_keypoints(lm), video.smpl_keypoints(lm, w))
+  # Corrections, not a remap: body joints move < 1 (in L1 of the weights; the wrists 0.76),
+  # the hands, between pinky, index and thumb, the most (1.39).
+  change = np.abs(w - correspondence.NAIVE_WEIGHTS).sum(axis=1)
+  assert np.all(change[:22] < 1.0) and np.all(change < 1.5)
 
 
 def test_fit_weights_recovers_a_known_combination():
@@ -271,3 +300,140 @@ def test_mediapipe_observes_a_rendered_person():
   blank = np.full((2, 128, 128, 3), 127, np.uint8)
   none = video.MediaPipeObserver().observe(blank)
   assert not none.detected.any() and np.all(none.landmarks == 0)
+
+
+# ------------------------------------------------------------------------------------------
+# Bad input: several people, a person partly out of frame, a clip shorter than the batch.
+
+_PERSON_A, _PERSON_B = 255, 128  # grey levels of the painted "people" the fake pose sees
+_UV = np.random.default_rng(7).uniform(0.0, 1.0, (33, 2))
+_UV[0], _UV[1] = (0.0, 0.0), (1.0, 1.0)  # the landmarks span the painted rectangle
+
+
+class _FakePose:
+  """Stands in for ``mp.solutions.pose.Pose``: "people" are rectangles of one grey level.
+
+  The tracker (``static_image_mode=False``) reports person B in frames whose corner pixel is
+  1 (as a real tracker jumps to somebody else), otherwise person A; the searcher (static)
+  reports A when A is in the window it is given, else B. Landmarks span the rectangle.
+  """
+
+  def __init__(self, static):
+    self.static = static
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    return False
+
+  def process(self, image):
+    h, w = image.shape[:2]
+    present = [v for v in (_PERSON_A, _PERSON_B) if np.any(image[..., 1] == v)]
+    if not present:
+      return types.SimpleNamespace(pose_landmarks=None, pose_world_landmarks=None,
+                                   segmentation_mask=None)
+    if self.static:
+      who = present[0]
+    else:
+      who = _PERSON_B if (image[0, 0, 0] == 1 and _PERSON_B in present) else present[0]
+    ys, xs = np.nonzero(image[..., 1] == who)
+    x0, x1, y0, y1 = xs.min() / w, (xs.max() + 1) / w, ys.min() / h, (ys.max() + 1) / h
+    pts = [types.SimpleNamespace(x=x0 + u * (x1 - x0), y=y0 + v * (y1 - y0), visibility=0.9)
+           for u, v in _UV]
+    world = [types.SimpleNamespace(x=u - 0.5, y=v - 0.5, z=0.0) for u, v in _UV]
+    seg = (image[..., 1] == who).astype(np.float32)
+    return types.SimpleNamespace(pose_landmarks=types.SimpleNamespace(landmark=pts),
+                                 pose_world_landmarks=types.SimpleNamespace(landmark=world),
+                                 segmentation_mask=seg)
+
+
+def test_tracking_follows_the_first_person_when_the_detector_jumps(monkeypatch):
+  """Two people; in frames 2-3 the tracker reports the other one, in frame 5 only the other
+  one is in view: the observations keep following the first person (frames 2-3 re-found by a
+  search around its last box), leave frame 5 out, list both in the notes, and hold no NaN."""
+  monkeypatch.setattr(mediapipe_observer, "mediapipe_available", lambda: (True, ""))
+  monkeypatch.setattr(video.MediaPipeObserver, "_pose", lambda self, static: _FakePose(static))
+  t, h, w = 7, 120, 240
+  frames = np.zeros((t, h, w, 3), np.uint8)
+  for i in range(t):
+    if i != 5:
+      frames[i, 20:110, 30 + 2 * i:70 + 2 * i] = _PERSON_A  # walks slowly to the right
+    frames[i, 25:115, 160:200] = _PERSON_B
+  frames[[2, 3], 0, 0, 0] = 1  # the tracker jumps to B here
+  obs = video.MediaPipeObserver(min_long_side=0).observe(frames)
+  assert obs.detected.tolist() == [True, True, True, True, True, False, True]
+  centres = 0.5 * (obs.boxes[obs.detected, 0] + obs.boxes[obs.detected, 2])
+  assert np.all(centres < 100), centres  # always person A (x 30-82), never B (x 160-200)
+  assert any("frames 2-3, 5" in n and "followed" in n for n in obs.notes), obs.notes
+  assert np.all(obs.masks[5] == 0) and np.all(obs.landmarks[5] == 0)
+  for x in (obs.masks, obs.landmarks, obs.world_landmarks, obs.boxes):
+    assert np.all(np.isfinite(x))
+
+
+def _rendered_frames(num_frames):
+  from hsjax import data  # pylint: disable=import-outside-toplevel
+  seq = data.synthetic_sequence("default", seed=0, num_frames=num_frames, num_eval_views=0,
+                                num_novel_pose=0, depth="none")
+  return seq, np.round(np.asarray(seq.images) * 255).astype(np.uint8)
+
+
+@pytest.mark.skipif(not MEDIAPIPE_OK, reason=MEDIAPIPE_REASON)
+def test_mediapipe_follows_one_of_two_people():
+  """Two rendered people side by side (the clip and its reversal): MediaPipe's single-pose
+  graph plus the box tracking report one person, on the same side in every frame."""
+  _, frames = _rendered_frames(8)
+  two = np.concatenate([frames, frames[::-1]], axis=2)  # [T, 256, 512, 3]
+  obs = video.MediaPipeObserver().observe(two)
+  assert obs.detected.sum() >= 6
+  centres = 0.5 * (obs.boxes[obs.detected, 0] + obs.boxes[obs.detected, 2])
+  assert np.all(centres < 256) or np.all(centres > 256), centres
+  assert np.all(np.isfinite(obs.landmarks)) and np.all(np.isfinite(obs.world_landmarks))
+
+
+@pytest.mark.skipif(not MEDIAPIPE_OK, reason=MEDIAPIPE_REASON)
+def test_person_partly_out_of_frame_is_down_weighted_never_nan():
+  """The legs cut off by the frame's bottom edge: landmarks below the edge keep at most 0.1
+  visibility, the SMPL ankles and feet get low confidence, and the landmark fit is finite."""
+  _, frames = _rendered_frames(6)
+  top = np.ascontiguousarray(frames[:, :150])  # the body is ~40-230 px tall: knees down cut
+  obs = video.MediaPipeObserver().observe(top)
+  assert obs.detected.sum() >= 4
+  lm = obs.landmarks[obs.detected]
+  below = lm[..., 1] > 150
+  assert below[:, [27, 28]].any()  # ankles guessed below the edge
+  assert np.all(lm[..., 2][below] <= 0.1 + 1e-6)
+  kp_all = video.smpl_keypoints(obs.landmarks)
+  kp = kp_all[obs.detected]
+  for joint, landmark in ((7, 27), (8, 28)):  # SMPL ankles <- BlazePose ankles
+    assert np.all(kp[below[:, landmark], joint, 2] <= 0.1 + 1e-6)
+  model = body_lib.load_body_model("default")
+  world = video.smpl_world_joints(obs.world_landmarks)
+  # Two frames and the settings of test_landmark_fit_never_nan_with_invisible_frames: one
+  # compilation serves both.
+  params, report = video.fit_landmarks(model, kp_all[:2], world[:2],
+                                       intrinsics(300.0, 256, 150), valid=obs.detected[:2],
+                                       config=video.InitConfig(root_steps=2, steps=3))
+  for x in jax.tree_util.tree_leaves(params):
+    assert np.all(np.isfinite(x))
+  assert all(np.isfinite(v) for v in report["terms"].values())
+
+
+# Starting a subprocess from this (multithreaded, MediaPipe-loaded) process makes an at-fork
+# hook of a loaded library complain; the child is a fresh interpreter and is unaffected.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_video_command_refuses_a_clip_shorter_than_the_batch(tmp_path):
+  """Two frames and a batch of four: a one-line error naming the file, before detection."""
+  path = str(tmp_path / "short.mp4")
+  _write_clip(path, np.zeros((2, 32, 32, 3), np.uint8))
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+  result = subprocess.run([sys.executable, os.path.join(root, "experiments", "video.py"),
+                           f"--video={path}", "--stride=1", "--batch_frames=4",
+                           f"--output_dir={tmp_path / 'run'}"],
+                          capture_output=True, text=True, env=env, cwd=root, timeout=600,
+                          check=False)
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert "Traceback" not in result.stderr
+  assert re.search(r"video\.py: error: --video: 2 frames decoded, fewer than "
+                   r"--batch_frames=4", result.stderr), result.stderr[-2000:]

@@ -1,0 +1,145 @@
+r"""Time per stage of ``experiments/video.py`` on a 10 s, 30 fps, 720p clip at stride 2.
+
+  python experiments/video_timing.py --output_dir=runs/video_timing
+
+The clip is synthetic (no real 720p clip with a licence that allows shipping it was found):
+the default synthetic sequence's 60 rendered frames (256², the person ~190 px tall) played
+forwards and backwards to 300 frames (10 s at 30 fps), upscaled to 720 x 720 (bicubic) and
+centred on a 1280 x 720 canvas of the render's grey background, written as H.264. The
+command then runs exactly as a user runs it (a subprocess, its default flags: ``--stride=2``,
+``--max_frames=150``, ``--long_side=512``), and its ``timing.json`` gives the stages. The
+issue's budget on 2 CPU cores: observation <= 100 ms a frame, initialisation <= 60 s, the
+whole command <= 15 minutes with the default fit (900 steps).
+
+``--steps`` below 900 shortens the fit to measure the other stages quickly; the table then
+also gives the fit's time per step and, marked as extrapolated, the 900-step total. Prints a
+table and writes ``timing.json`` (and the clip) in ``--output_dir``; ``--reuse`` redoes the
+table from a previous run.
+
+Measured with ``--steps=90`` on 2 shared CPU cores while another fit ran (so on the slow
+side): decode 1.9 s, observe 39 ms/frame (150 frames of 512 x 288), initialise 33 s, fit
+102 s of compilation + 454 ms/step, evaluation + outputs + overlay 142 s; the whole command
+340 s, extrapolated to the default 900 steps 707 s (budget 900 s). About 6 minutes to run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from absl import flags
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # pylint: disable=g-import-not-at-top,wrong-import-position  # experiments/common.py
+
+common.init_jax()
+
+_STEPS = flags.DEFINE_integer("steps", 900, "Joint-fit steps of the timed command (default "
+                              "fit: 900); fewer are extrapolated linearly to 900 in the table.")
+_REUSE = flags.DEFINE_bool("reuse", False, "Only redo the table from a previous run in "
+                            "--output_dir.")
+_SECONDS = flags.DEFINE_float("seconds", 10.0, "Clip length, seconds (at 30 fps).")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", "runs/video_timing",
+                                  "Where the clip, the command's run directory and timing.json go.")
+DEFAULT_STEPS = 900
+DEFAULT_WARMUP = 150  # the default fit's avatar-only steps (scaled with --steps)
+FPS = 30
+
+
+def make_clip(path: str, seconds: float) -> dict:
+  """Writes the synthetic 720p clip (see the module docstring); returns its description."""
+  import imageio.v2 as imageio  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  import numpy as np  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from PIL import Image  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax import data  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  seq = data.synthetic_sequence("default", seed=0, num_eval_views=0, num_novel_pose=0,
+                                depth="none")
+  frames = np.round(np.asarray(seq.images) * 255).astype(np.uint8)
+  loop = np.concatenate([frames, frames[::-1]])
+  n = int(round(seconds * FPS))
+  order = np.arange(n) % len(loop)
+  background = frames[0, 2, 2]  # the render's plain background
+  writer = imageio.get_writer(path, format="FFMPEG", fps=FPS, codec="libx264", quality=8,
+                              macro_block_size=1, ffmpeg_log_level="error")
+  canvas = np.empty((720, 1280, 3), np.uint8)
+  for i in order:
+    canvas[:] = background
+    canvas[:, 280:1000] = np.asarray(Image.fromarray(loop[i]).resize(
+        (720, 720), Image.Resampling.BICUBIC))
+    writer.append_data(canvas)
+  writer.close()
+  return {"path": path, "frames": n, "fps": FPS, "size": [1280, 720],
+          "content": "default synthetic sequence, 60 frames ping-ponged, upscaled 256->720"}
+
+
+def main(argv):
+  del argv
+  os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
+  clip_path = os.path.join(_OUTPUT_DIR.value, "clip_720p.mp4")
+  run_dir = os.path.join(_OUTPUT_DIR.value, "run")
+  previous = os.path.join(_OUTPUT_DIR.value, "timing.json")
+  if _REUSE.value and os.path.isfile(previous):
+    with open(previous) as f:
+      old = json.load(f)
+    report(run_dir, old["command_wall_s"], old["clip"], old["steps"])
+    return
+  t0 = time.perf_counter()
+  clip = make_clip(clip_path, _SECONDS.value)
+  print(f"{clip_path}: {clip['frames']} frames 1280x720 at {FPS} fps "
+        f"({time.perf_counter() - t0:.0f} s to make)")
+  script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "video.py")
+  cmd = [sys.executable, script, f"--video={clip_path}", f"--output_dir={run_dir}",
+         f"--steps={_STEPS.value}",
+         f"--warmup_steps={round(DEFAULT_WARMUP * _STEPS.value / DEFAULT_STEPS)}",
+         "--redetect", "--noprogress"]
+  print(" ".join(cmd))
+  t0 = time.perf_counter()
+  result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+  wall = time.perf_counter() - t0
+  if result.returncode != 0:
+    raise common.InputError(f"video.py failed (exit {result.returncode}):\n"
+                            f"{result.stderr[-3000:]}")
+  report(run_dir, wall, clip, _STEPS.value)
+
+
+def report(run_dir: str, wall: float, clip: dict, steps: int) -> None:
+  """Prints the table and writes ``timing.json`` from the command's run directory."""
+  with open(os.path.join(run_dir, "timing.json")) as f:
+    stages = json.load(f)
+  with open(os.path.join(run_dir, "config.json")) as f:
+    frames = json.load(f)["video"]["frames"]
+  with open(os.path.join(run_dir, "metrics.json")) as f:
+    step_ms = json.load(f)["fit"]["step_ms"]  # compilation left out (experiments/common.py)
+  fit_s = stages.get("fit_s", 0.0)
+  rest = wall - fit_s
+  compile_s = max(fit_s - steps * step_ms / 1000.0, 0.0)  # and the first record
+  fit_900 = compile_s + DEFAULT_STEPS * step_ms / 1000.0
+  row = {"clip": clip, "frames_observed": frames, "steps": steps, "stages_s": stages,
+         "command_wall_s": wall, "fit_step_ms": step_ms, "fit_compile_s": compile_s,
+         "fit_s_900_steps": fit_900, "fit_900_extrapolated": steps != DEFAULT_STEPS,
+         "command_s_900_steps": rest + fit_900,
+         "budget": {"observe_ms_per_frame": 100, "initialise_s": 60, "command_s": 900}}
+  with open(os.path.join(os.path.dirname(run_dir), "timing.json"), "w") as f:
+    json.dump(row, f, indent=1)
+  mark = " (extrapolated)" if row["fit_900_extrapolated"] else ""
+  print(f"\n{frames} frames observed (10 s, 30 fps, 720p, stride 2; decoded at 512 x 288)")
+  print("| stage | time | budget |")
+  print("|---|---|---|")
+  print(f"| decode | {stages.get('decode_s', 0):.1f} s | |")
+  print(f"| observe | {stages.get('observe_s', 0):.1f} s "
+        f"({stages.get('observe_ms_per_frame', 0):.0f} ms/frame) | 100 ms/frame |")
+  print(f"| initialise | {stages.get('initialise_s', 0):.1f} s | 60 s |")
+  print(f"| fit, {steps} steps | {fit_s:.0f} s ({compile_s:.0f} s compilation, "
+        f"{step_ms:.0f} ms/step) | |")
+  print(f"| evaluate + outputs + overlay | {stages.get('evaluate_s', 0):.0f} + "
+        f"{stages.get('outputs_s', 0):.0f} + {stages.get('overlay_s', 0):.0f} s | |")
+  print(f"| whole command, {steps} steps | {wall:.0f} s | |")
+  print(f"| whole command, default 900 steps{mark} | {row['command_s_900_steps']:.0f} s | "
+        "900 s |")
+
+
+if __name__ == "__main__":
+  common.run(main)
