@@ -650,3 +650,13 @@ def load_run(run_dir: str):
     raise InputError(f"{run_dir}/smpl_refined.npz: {poses.body_pose.shape[0]} frames, the "
                      f"sequence {len(sequence)}")
   return config, body_model, sequence, avatar, poses
+
+
+def write_viewer(run_dir: str, sequence, body_model) -> None:
+  """Writes ``<run_dir>/viewer/`` (the browser viewer; see experiments/view.py)."""
+  from hsjax import io as io_lib  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax.report import viewer  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  avatar = io_lib.load_avatar(os.path.join(run_dir, "avatar.npz"))
+  poses = io_lib.load_smpl_npz(os.path.join(run_dir, "smpl_refined.npz"))
+  viewer.write_run_viewer(run_dir, body_model=body_model, sequence=sequence, avatar=avatar,
+                          poses=poses, measure=False)

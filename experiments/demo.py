@@ -53,16 +53,6 @@ def _line(label: str, section: dict, keys: tuple[str, ...]) -> str:
   return f"  {label:<25}" + ", ".join(parts)
 
 
-def write_viewer(run_dir: str, sequence, body_model) -> None:
-  """Writes ``<run_dir>/viewer/`` (the browser viewer; see experiments/view.py)."""
-  from hsjax import io as io_lib  # pylint: disable=g-import-not-at-top,import-outside-toplevel
-  from hsjax.report import viewer  # pylint: disable=g-import-not-at-top,import-outside-toplevel
-  avatar = io_lib.load_avatar(os.path.join(run_dir, "avatar.npz"))
-  poses = io_lib.load_smpl_npz(os.path.join(run_dir, "smpl_refined.npz"))
-  viewer.write_run_viewer(run_dir, body_model=body_model, sequence=sequence, avatar=avatar,
-                          poses=poses, measure=False)
-
-
 def main(argv):
   if len(argv) > 1:
     raise common.InputError(f"unexpected arguments {argv[1:]} (flags need --name=value)")
@@ -82,7 +72,7 @@ def main(argv):
   out = common.fit_evaluate_write(run_dir, sequence, config, body_model,
                                   seed=_FIT.fit_seed.value, out=_OUT,
                                   checkpoints=_CHECKPOINTS.value, title="hsjax demo")
-  write_viewer(run_dir, sequence, body_model)
+  common.write_viewer(run_dir, sequence, body_model)
   total = time.perf_counter() - t0
   result = out["evaluation"]
   print("\nsummary")

@@ -60,6 +60,7 @@ def main(argv):
   import numpy as np  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   from hsjax import io as io_lib  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax import report  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   from hsjax.report.video import write_video  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   from hsjax import video  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   from hsjax.video import overlay  # pylint: disable=g-import-not-at-top,import-outside-toplevel
@@ -71,7 +72,6 @@ def main(argv):
   config = common.fit_config(_FIT, body_model=_BODY_MODEL.value,
                              loss_weights=tuple(weights.items()))
   run_dir = _OUT.output_dir.value
-  os.makedirs(run_dir, exist_ok=True)
   progress = config.progress
   times = {}
 
@@ -91,6 +91,15 @@ def main(argv):
   if t < config.batch_frames:
     raise common.InputError(f"--video: {t} frames decoded, fewer than --batch_frames="
                             f"{config.batch_frames}; lower --stride or --batch_frames")
+  # The input is read: only now is anything written into the run directory.
+  decision = common.open_run_dir(
+      run_dir, "video", overwrite=_OUT.overwrite.value,
+      video={"path": os.path.abspath(_VIDEO.value), "stride": _STRIDE.value,
+             "start": _START.value, "end": _END.value, "max_frames": _MAX_FRAMES.value,
+             "long_side": _LONG_SIDE.value, "focal": _FOCAL.value, "fov": _FOV.value},
+      fit_config=config, fit_seed=_FIT.fit_seed.value)
+  if decision != "new":
+    print(f"{run_dir}: {'resuming' if decision == 'resume' else 'replacing'} the run there")
 
   cache = os.path.join(run_dir, "observations.npz")
   t0 = time.perf_counter()
@@ -137,11 +146,9 @@ def main(argv):
   if info["message"]:
     print(f"note: {info['message']}")
 
-  common.write_config(run_dir, "video", video={"path": _VIDEO.value, "frames": t,
-                                               "used": info["used"],
-                                               "dropped": info["dropped"],
-                                               "focal": float(cams.K[0, 0, 0])},
-                      fit_config=config)
+  report.write_json(os.path.join(run_dir, "video.json"), {
+      "path": _VIDEO.value, "frames": t, "used": info["used"], "dropped": info["dropped"],
+      "focal": float(cams.K[0, 0, 0])})
   out = common.fit_evaluate_write(run_dir, sequence, config, body_model,
                                   seed=_FIT.fit_seed.value, out=_OUT, checkpoints=False,
                                   title=f"video fit of {sequence.name}")
@@ -154,6 +161,7 @@ def main(argv):
                        tqdm(frames, total=len(sequence), desc="overlay", disable=not progress),
                        fps=clip.fps)
   times["overlay_s"] = time.perf_counter() - t0
+  common.write_viewer(run_dir, sequence, body_model)
   with open(os.path.join(run_dir, "timing.json"), "w") as f:
     json.dump({k: round(v, 2) for k, v in times.items()}, f, indent=1)
   print("time per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in times.items()))
