@@ -11,6 +11,7 @@ import pytest
 from hsjax.data import LazyFrames, load_sequence, save_sequence, synthetic_sequence
 from hsjax.data import validate_sequence
 
+from bad_input_common import npz_update
 from test_data_common import small_body  # pylint: disable=unused-import
 
 
@@ -30,15 +31,7 @@ def _copy(saved_root, tmp_path):
 
 
 def _edit_npz(root, **changes):
-  path = os.path.join(root, "sequence.npz")
-  with np.load(path) as f:
-    arrays = {k: f[k] for k in f.files}
-  for k, v in changes.items():
-    if v is None:
-      arrays.pop(k)
-    else:
-      arrays[k] = v
-  np.savez(path, **arrays)
+  npz_update(os.path.join(root, "sequence.npz"), **changes)
 
 
 def test_round_trip_is_lazy_and_exact(saved):
