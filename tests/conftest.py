@@ -9,8 +9,19 @@ import os
 # Must run before the first `import jax` anywhere in the test session.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
 
+import gc  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+@pytest.fixture(autouse=True)
+def collect_garbage_in_the_test_that_made_it():
+  """Collects garbage at the end of every test, so that an object a test leaks (ffmpeg's
+  pipes when it refuses a file) warns in that test, under that test's warning filters,
+  rather than in whichever later test happens to trigger the collector."""
+  yield
+  gc.collect()
 
 
 @pytest.fixture
