@@ -54,9 +54,13 @@ _SEQ, _FIT, _OUT, _BODY_MODEL = common.define_run_flags("runs/ablate")
 
 # A term a variant switches on although the base mapping has it at 0 gets this weight.
 ON = "on"
-ON_WEIGHTS = {"camel_coverage": 10.0, "depth_3d": 1.0, "depth": 0.5}
+ON_WEIGHTS = {"camel_coverage": 10.0, "depth": 0.5, "depth_3d": 1.0}
 CAMEL_TERMS = ("camel_point_to_mesh", "camel_surface", "camel_flatness", "camel_coverage")
-_DEPTH_OFF = {"depth": 0.0, "depth_3d": 0.0, "depth_ssi": 0.0}
+DEPTH_TERMS = ("depth", "depth_3d", "depth_ssi", "depth_relative", "depth_root",
+               "depth_3d_relative")
+_DEPTH_OFF = {t: 0.0 for t in DEPTH_TERMS}
+# The absolute depth terms in place of the default split (offset -> root, shape -> pose).
+_DEPTH_ABSOLUTE = {**_DEPTH_OFF, "depth": ON, "depth_3d": ON}
 _CAMEL_OFF = {t: 0.0 for t in CAMEL_TERMS}
 # Centre learning rates below the default 1.6e-3: 3DGS's 1.6e-4, and 3x that.
 _CENTRE_LR_3DGS = {"means": 1.6e-4}
@@ -99,11 +103,12 @@ VARIANTS = {
     **{f"camel_no_{t[6:]}": Variant(f"CAMEL without {t[6:]}", True,
                                     {**{u: ON for u in CAMEL_TERMS}, t: 0.0})
        for t in CAMEL_TERMS},
-    # Depth: none, the 2D (per-pixel L1) term, the 3D (Chamfer) term, both.
+    # Depth: none; the root term with the 2D (per-pixel L1) or the 3D (Chamfer) shape term;
+    # the absolute terms instead of the offset/shape split.
     "depth_off": Variant("depth off", True, _DEPTH_OFF),
-    "depth_2d": Variant("depth 2D (L1) only", True, {"depth": ON, "depth_3d": 0.0}),
-    "depth_3d": Variant("depth 3D (Chamfer) only", True, {"depth": 0.0, "depth_3d": ON}),
-    "depth_both": Variant("depth 2D + 3D", True, {"depth": ON, "depth_3d": ON}),
+    "depth_2d": Variant("depth root + 2D (L1) shape only", True, {"depth_3d_relative": 0.0}),
+    "depth_3d": Variant("depth root + 3D (Chamfer) shape only", True, {"depth_relative": 0.0}),
+    "depth_absolute": Variant("depth absolute (L1 + Chamfer)", True, _DEPTH_ABSOLUTE),
     # The sweep behind the CAMEL and 3D depth defaults (centre LR 1.6e-3, δ = 1 cm, 3D depth 1).
     "camel_delta_2cm": Variant("CAMEL band δ = 2 cm", True, terms=_camel_terms(delta=0.02)),
     "camel_delta_5cm": Variant("CAMEL band δ = 5 cm", True, terms=_camel_terms(delta=0.05)),
@@ -116,14 +121,14 @@ VARIANTS = {
     "centre_lr_x3": Variant("centre LR 4.8e-4", True, lrs=_CENTRE_LR_X3),
     "centre_lr_x3_camel_off": Variant("centre LR 4.8e-4, CAMEL off", True, _CAMEL_OFF,
                                       lrs=_CENTRE_LR_X3),
-    "depth_3d_x0.3": Variant("3D depth weight 0.3", True, {"depth_3d": 0.3}),
-    "depth_3d_x3": Variant("3D depth weight 3", True, {"depth_3d": 3.0}),
+    "depth_3d_x0.3": Variant("3D depth weight 0.3", True, {"depth_3d_relative": 0.3}),
+    "depth_3d_x3": Variant("3D depth weight 3", True, {"depth_3d_relative": 3.0}),
 }
 GRIDS = {
     "paper": ["hmr", "fixed", "photometric", "photometric_mask", "photometric_depth", "joint"],
     "camel": ["hmr", "joint", "camel_off", "camel_full",
               *(f"camel_no_{t[6:]}" for t in CAMEL_TERMS[:3]),
-              "depth_off", "depth_2d", "depth_3d"],
+              "depth_off", "depth_2d", "depth_3d", "depth_absolute"],
     "camel_sweep": ["joint", "camel_off", "camel_delta_2cm", "camel_delta_5cm", "camel_p2m_x10",
                     "camel_posed", "centre_lr_x3", "centre_lr_x3_camel_off", "centre_lr_3dgs",
                     "centre_lr_3dgs_camel_off", "depth_3d_x0.3", "depth_3d_x3"],

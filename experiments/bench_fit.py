@@ -161,7 +161,8 @@ def stage_times(sequence, config: fit_lib.FitConfig, body_model, repeats: int,
   out["update"] = _time(update, grads, state.opt_state, state.params, repeats=repeats)
   step = jax.jit(functools.partial(fit_lib.train_step, config=config, losses=losses, tx=tx))
   out["step"] = _time(step, state, data, body_model, repeats=repeats)
-  plain = losses_lib.with_weights(losses, {n: 0.0 for n in [*camel_names, "depth_3d"]})
+  plain = losses_lib.with_weights(
+      losses, {n: 0.0 for n in [*camel_names, "depth_3d", "depth_3d_relative"]})
   step = jax.jit(functools.partial(fit_lib.train_step, config=config, losses=plain, tx=tx))
   out["step_without_new_terms"] = _time(step, state, data, body_model, repeats=repeats)
   return {"stages": out, "overflow": overflow,

@@ -162,7 +162,7 @@ def test_ablate_camel_rows_set_the_weights_and_rates_they_name(tmp_path):
   weights = {k: dict(c["loss_weights"]) for k, c in configs.items()}
   assert weights["camel_full"]["camel_coverage"] == 10.0  # off by default: ON_WEIGHTS
   assert weights["camel_full"]["camel_point_to_mesh"] == 10.0  # on by default: kept
-  assert weights["depth_3d"]["depth"] == 0.0 and weights["depth_3d"]["depth_3d"] == 1.0
+  assert weights["depth_3d"] == {"depth_relative": 0.0}  # root and 3D shape terms: defaults
   assert dict(configs["centre_lr_3dgs"]["avatar_lrs"])["means"] == 1.6e-4
   assert dict(configs["depth_3d"]["avatar_lrs"])["means"] == 1.6e-3
   table = (out / "ablation.md").read_text()

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy.spatial.transform import Rotation
 from skimage.metrics import structural_similarity
 
 from hsjax import avatar as avatar_lib
@@ -102,6 +103,66 @@ def test_depth_ssi_is_affine_invariant_but_not_shape_invariant():
   grad = jax.grad(lambda d: losses.depth_ssi(_render(alpha=jnp.asarray(alpha), depth=d), f,
                                              None, _ctx()))(jnp.asarray(target))
   assert np.all(np.isfinite(grad))
+
+
+def test_depth_offset_is_the_median_residual_over_the_person():
+  target, mask, alpha = _depth_case(6)
+  pred = target + 0.25
+  pred[:, :3] += 5.0  # a few outliers move a mean, not the median
+  r = _render(alpha=jnp.asarray(alpha), depth=jnp.asarray(pred))
+  f = _frame(mask=jnp.asarray(mask), depth=jnp.asarray(target))
+  w = (mask > 0.5) & (target > 0)
+  expected = [np.sort((pred - target)[i][w[i]])[(w[i].sum() - 1) // 2] for i in range(2)]
+  np.testing.assert_allclose(losses.depth_offset(r, f), expected, rtol=1e-6)
+
+
+def test_depth_relative_l1_ignores_the_distance_but_not_the_shape():
+  target, mask, alpha = _depth_case(7)
+  f = _frame(mask=jnp.asarray(mask), depth=jnp.asarray(target))
+
+  def term(depth):
+    return losses.depth_relative_l1(_render(alpha=jnp.asarray(alpha), depth=depth), f, None,
+                                    _ctx())
+
+  assert float(term(jnp.asarray(target + 0.4))) < 1e-6
+  bent = target.copy()
+  bent[:, 8:] += 0.1  # half of the body 10 cm further than the other half
+  assert float(term(jnp.asarray(bent))) > 0.04
+  # Moving the whole body along the camera axis changes nothing, to first order too.
+  shift_grad = jax.grad(lambda c: term(jnp.asarray(bent) + c))(0.0)
+  assert abs(float(shift_grad)) < 1e-6
+  assert float(losses.depth_relative_l1(
+      _render(alpha=jnp.asarray(alpha), depth=jnp.asarray(bent)),
+      _frame(mask=jnp.asarray(mask), depth=jnp.asarray(target), metric=0.0), None,
+      _ctx())) == 0.0
+
+
+def test_depth_root_moves_only_the_root_along_the_camera_axis():
+  target, mask, alpha = _depth_case(8)
+  f = _frame(mask=jnp.asarray(mask), depth=jnp.asarray(target))
+  f = f.replace(index=jnp.array([0, 2]))
+  offsets = np.array([0.3, -0.2], np.float32)
+  rotation = Rotation.from_rotvec([[0.0, 0.4, 0.0], [0.1, 0.0, 0.0]]).as_matrix()
+  world_to_cam = np.tile(np.eye(4, dtype=np.float32), (2, 1, 1))
+  world_to_cam[:, :3, :3] = rotation
+  ctx = _ctx(camera=types.SimpleNamespace(world_to_cam=jnp.asarray(world_to_cam)))
+  pose = _poses(t=3)
+
+  def term(poses):
+    depth = jnp.asarray(target) + jnp.asarray(offsets)[:, None, None]
+    render = _render(alpha=jnp.asarray(alpha), depth=depth)
+    return losses.depth_root(render, f, types.SimpleNamespace(poses=poses), ctx)
+
+  np.testing.assert_allclose(term(pose), np.abs(offsets).mean(), rtol=1e-5)
+  grad = jax.grad(term)(pose)
+  for field in ("body_pose", "global_orient", "betas"):
+    assert not np.any(np.asarray(getattr(grad, field)))
+  # frame 1 of the sequence is not in the minibatch; frames 0 and 2 move along their
+  # camera's z axis, away from the observation (offset > 0: the render lies behind it).
+  g = np.asarray(grad.transl)
+  assert not np.any(g[1])
+  np.testing.assert_allclose(g[[0, 2]], 0.5 * np.sign(offsets)[:, None] * rotation[:, 2],
+                             atol=1e-6)
 
 
 def _poses(t=6, seed=0, scale=0.1):

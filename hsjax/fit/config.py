@@ -20,8 +20,10 @@ FROZEN = "frozen"
 class FitConfig:
   """Everything that shapes a fit (hashable; a static argument of the jitted step).
 
-  The defaults are tuned for the default synthetic sequence on 2 CPU cores (see
-  ``BENCHMARKS.md``, section Fitting).
+  The schedule, capacity and learning rates are tuned for the default synthetic sequence on
+  2 CPU cores (``BENCHMARKS.md``, section Fitting); the depth handling (``align_depth``,
+  ``depth_focal_power``) on the dev split of the benchmark suite (``BENCHMARKS.md``,
+  "Benchmark suite").
   """
 
   # --- schedule
@@ -84,11 +86,12 @@ class FitConfig:
   # with the camera's K: a network's metric depth is proportional to the focal length it
   # assumed (Metric3D's canonical camera), so a known camera corrects part of its scale
   # error. 0 keeps the depth as given (with power 1 the unprojected x, y are unchanged).
-  depth_focal_power: float = 0.0
+  # Depth without intrinsics of its own (or with the camera's) is unaffected.
+  depth_focal_power: float = 1.0
   # With metric depth, slide each frame's initial (HMR) body along the camera ray through its
   # pelvis so that its visible surface meets the observed depth (median over the person's
   # pixels; hsjax.fit.align). HMR's depth error is its largest.
-  align_depth: bool = False
+  align_depth: bool = True
   # --- bookkeeping
   log_every: int = 10  # steps between history records / progress-bar refreshes.
   eval_every: int = 0  # steps between evaluation callbacks (0: only at the end).

@@ -33,6 +33,61 @@ def depth_l1(render, frame, params, ctx) -> jax.Array:
   return frame.depth_weight * frame.depth_is_metric * err
 
 
+def _masked_median(x: jax.Array, weight: jax.Array) -> jax.Array:
+  """Median of ``x`` [H, W] over the pixels with ``weight > 0``; 0 when there are none.
+
+  Differentiable like any order statistic: the gradient reaches the selected pixel."""
+  count = jnp.sum(weight > 0)
+  ordered = jnp.sort(jnp.where(weight > 0, x, jnp.inf).ravel())
+  return jnp.where(count > 0, ordered[jnp.maximum((count - 1) // 2, 0)], 0.0)
+
+
+def depth_offset(render, frame) -> jax.Array:
+  """[F] per-frame median of rendered minus observed depth over the person, metres.
+
+  The part of the depth residual that a move of the whole body along the camera axis
+  removes. A monocular network's metric scale error (several per cent, tens of centimetres
+  at a few metres) shows up here, not in the shape of the residual.
+  """
+  w = _depth_weights(render, frame)
+  return jax.vmap(_masked_median)(render.depth - frame.depth, w)
+
+
+def depth_relative_l1(render, frame, params, ctx) -> jax.Array:
+  """Metric depth with each frame's offset removed: the masked L1 of the residual minus its
+  median (:func:`depth_offset`), metres.
+
+  Exactly invariant to moving the body along the camera axis, so it constrains the depth
+  *shape* of the body (a limb bent towards the camera) and leaves the distance to
+  :func:`depth_root`. With the absolute L1 (:func:`depth_l1`) a biased depth scale bends
+  the limbs towards the observed surface wherever the image terms hold the root back.
+  Zero without metric depth.
+  """
+  del params, ctx
+  w = _depth_weights(render, frame)
+  residual = render.depth - frame.depth - depth_offset(render, frame)[:, None, None]
+  err = jnp.sum(w * jnp.abs(residual)) / (jnp.sum(w) + EPS)
+  return frame.depth_weight * frame.depth_is_metric * err
+
+
+def depth_root(render, frame, params, ctx) -> jax.Array:
+  """Metric depth for the root translation only: mean over frames of |depth offset|, metres.
+
+  Its value is the per-frame :func:`depth_offset`; its gradient reaches only the root
+  translation, along each frame's camera axis (a move ``δ`` along the axis changes every
+  rendered depth by ``δ``, so the offset's derivative along it is 1). Articulation never
+  absorbs the observed depth's offset; that is :func:`depth_relative_l1`'s job, for the
+  shape. Zero without metric depth.
+  """
+  sg = jax.lax.stop_gradient
+  axis = ctx.camera.world_to_cam[:, 2, :3]  # [F, 3] camera z axis in world coordinates
+  along = jnp.sum(axis * params.poses.transl[frame.index], -1)  # [F]
+  offset = sg(depth_offset(render, frame)) + along - sg(along)
+  has = jnp.sum(_depth_weights(render, frame), (1, 2)) > 0
+  err = jnp.sum(jnp.where(has, jnp.abs(offset), 0.0)) / (jnp.sum(has) + EPS)
+  return frame.depth_weight * frame.depth_is_metric * err
+
+
 def align_scale_shift(pred: jax.Array, target: jax.Array, weight: jax.Array
                       ) -> tuple[jax.Array, jax.Array]:
   """Least-squares ``(scale, shift)`` with ``scale * pred + shift ≈ target`` on ``weight``.
@@ -101,7 +156,8 @@ def visible_gaussians(render, params, ctx, *, margin: float = 0.03) -> jax.Array
 
 
 def make_depth_chamfer(beta: float = 0.02, stride: int = 1, max_points: int = 512,
-                       max_means: int = 1024, margin: float = 0.03) -> Term:
+                       max_means: int = 1024, margin: float = 0.03,
+                       remove_offset: bool = False) -> Term:
   """The method's 3D depth term: one-sided Huber Chamfer of visible centres to the depth.
 
   Per minibatch frame, ``hsjax.camel.depth_chamfer`` from the centres of the Gaussians the
@@ -120,16 +176,23 @@ def make_depth_chamfer(beta: float = 0.02, stride: int = 1, max_points: int = 51
       the avatar faces the camera unoccluded). The search costs max_means × max_points per
       frame.
     margin: occlusion tolerance of :func:`visible_gaussians`, metres.
+    remove_offset: move each frame's observed depth by its :func:`depth_offset` (not
+      differentiated) first, so that the term constrains the shape of the visible surface
+      and leaves the distance to :func:`depth_root`.
   """
 
   def depth_chamfer(render, frame, params, ctx) -> jax.Array:
     seen = visible_gaussians(render, params, ctx, margin=margin)
+    depth = frame.depth
+    if remove_offset:
+      offset = jax.lax.stop_gradient(depth_offset(render, frame))
+      depth = jnp.where(depth > 0, depth + offset[:, None, None], 0.0)
     step_key = jax.random.fold_in(jax.random.key(0), ctx.step)
     keys = jax.vmap(lambda i: jax.random.fold_in(step_key, i))(frame.index)
     per_frame = jax.vmap(lambda m, d, msk, k, w2c, wt, key: camel.depth_chamfer(
         m, d, msk, k, w2c, beta=beta, means_weights=wt, stride=stride, max_points=max_points,
         max_means=max_means, key=key))(
-            ctx.gaussians.means, frame.depth, frame.mask, frame.depth_K,
+            ctx.gaussians.means, depth, frame.mask, frame.depth_K,
             ctx.camera.world_to_cam, seen, keys)
     return frame.depth_weight * frame.depth_is_metric * jnp.mean(per_frame)
 
