@@ -25,9 +25,6 @@ together (about 590 lines, with the checks of body files).
 from __future__ import annotations
 
 import os
-import pickle
-import zipfile
-import zlib
 from importlib import resources
 
 import flax.struct
@@ -283,19 +280,10 @@ def read_body_file(path: str) -> dict:
     raise ValueError(f"{path}: unknown body model extension '{ext}'; expected .pkl or .npz")
   if os.path.isdir(path):
     raise ValueError(f"{path}: a body model file expected, found a directory")
-  reader = smpl_pickle.load_smpl_pickle if ext == ".pkl" else smpl_pickle.load_npz_restricted
-  try:
-    return reader(path)
-  except smpl_pickle.UnsafePickleError as e:
-    raise ValueError(f"{path}: refusing to unpickle: {e}") from e
-  except FileNotFoundError:
-    raise
-  except (ValueError, pickle.UnpicklingError, EOFError, OSError, MemoryError,
-          zipfile.BadZipFile, zlib.error) as e:
-    if path in str(e):
-      raise ValueError(str(e)) from e
-    kind = "SMPL pickle" if ext == ".pkl" else ".npz archive"
-    raise ValueError(f"{path}: not a readable {kind} ({type(e).__name__}: {e})") from e
+  if ext == ".pkl":
+    return smpl_pickle.read_naming_the_file(smpl_pickle.load_smpl_pickle, path,
+                                            "SMPL pickle")
+  return smpl_pickle.read_naming_the_file(smpl_pickle.load_npz_restricted, path, ".npz archive")
 
 
 def load_body_model(path_or_name: str = "default", num_betas: int = 10, *, dtype=np.float32

@@ -427,6 +427,27 @@ def _unpickle(file, source: str, limit: int) -> Any:
                               "more memory than this machine has") from e
 
 
+def read_naming_the_file(reader, path: str, what: str) -> Any:
+  """``reader(path)`` with every failure but a missing file turned into a ``ValueError`` whose
+  message starts with ``path`` (``what``, e.g. "pickle", names the expected kind of file).
+
+  Raises:
+    FileNotFoundError: no such file (unchanged).
+    ValueError: a refused (code-referencing or over-size) or malformed file.
+  """
+  try:
+    return reader(path)
+  except FileNotFoundError:
+    raise
+  except UnsafePickleError as e:
+    raise ValueError(f"{path}: refusing to unpickle: {e}") from e
+  except (ValueError, pickle.UnpicklingError, EOFError, OSError, MemoryError,
+          zipfile.BadZipFile, zlib.error) as e:
+    if str(e).startswith(path):
+      raise ValueError(str(e)) from e
+    raise ValueError(f"{path}: not a readable {what} ({type(e).__name__}: {e})") from e
+
+
 def restricted_loads(data: bytes, *, source: str = "<bytes>",
                      max_bytes: int | None = None) -> Any:
   """Unpickles ``data`` through :class:`RestrictedUnpickler` and resolves the stubs."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import pickle
 
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -29,27 +28,13 @@ def read_pickle(path: str):
     ValueError: a refused (code-referencing or over-size) or malformed file; the message names
       the file.
   """
-  return _named_errors(smpl_pickle.load_pickle, path, "pickle")
+  return smpl_pickle.read_naming_the_file(smpl_pickle.load_pickle, path, "pickle")
 
 
 def read_npy_object(path: str):
   """An ``.npy`` (numeric, or holding a pickled object such as a dict), read without running
   code; a 0-d object array becomes the object it holds."""
-  return _named_errors(smpl_pickle.load_npy, path, ".npy file")
-
-
-def _named_errors(reader, path: str, what: str):
-  """``reader(path)`` with every failure turned into an error that names the file."""
-  try:
-    return reader(path)
-  except smpl_pickle.UnsafePickleError as e:
-    raise ValueError(f"refusing to unpickle: {e}") from e
-  except FileNotFoundError:
-    raise
-  except (ValueError, pickle.UnpicklingError, EOFError, OSError, MemoryError) as e:
-    if path in str(e):
-      raise ValueError(str(e)) from e
-    raise ValueError(f"{path}: not a readable {what} ({type(e).__name__}: {e})") from e
+  return smpl_pickle.read_naming_the_file(smpl_pickle.load_npy, path, ".npy file")
 
 
 def require_files(root: str, names, what: str) -> None:
