@@ -193,16 +193,19 @@ def load_sequence(f: SequenceFlags | dict[str, Any], body_model=None):
   if not os.path.exists(name):
     raise InputError(f"--sequence: '{name}' is neither a synthetic sequence name (valid: "
                      f"{sorted(synthetic.PRESETS)}) nor an existing path")
+  from hsjax.data import importers  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax.data import loaders  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  try:
+    resolved = fmt if fmt != "auto" else loaders.detect_format(name)
+  except ValueError as e:
+    raise InputError(f"--sequence={name} (--format={fmt}): {e}") from e
   kwargs = {}
   if spec.get("track_id", -1) >= 0:
-    try:
-      from hsjax.data import loaders  # pylint: disable=g-import-not-at-top,import-outside-toplevel
-      resolved = fmt if fmt != "auto" else loaders.detect_format(name)
-    except ValueError as e:
-      raise InputError(f"--sequence={name}: {e}") from e
     if resolved != "4dhumans":
       raise InputError(f"--track_id: only for --format=4dhumans, found format '{resolved}'")
     kwargs["track_id"] = spec["track_id"]
+  if body_model is not None and resolved in importers.REROOTING_FORMATS:
+    kwargs["body_model"] = body_model  # the rest pelvis the format's rotations pivot about
   from hsjax.data import sequence as seq_lib  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   try:
     # Every frame is read (and checked) now, so a bad file stops the run before anything is

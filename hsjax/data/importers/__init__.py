@@ -31,9 +31,12 @@ IMPORTERS = {
     "peoplesnapshot": load_peoplesnapshot,
     "zju": load_zju,
 }
+# Formats whose importer re-roots with a body model's rest pelvis (its `body_model` argument).
+REROOTING_FORMATS = ("neuman", "peoplesnapshot", "zju")
 
 __all__ = [
     "IMPORTERS",
+    "REROOTING_FORMATS",
     "decode_coco_rle",
     "load_4dhumans",
     "load_neuman",
