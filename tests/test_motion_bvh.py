@@ -10,6 +10,8 @@ from hsjax.motion import placement
 from hsjax.motion import retargeting
 from hsjax.motion import skeleton
 
+import bvh_writer
+
 LIMB_TOL_DEG = 1e-2
 
 
@@ -179,43 +181,6 @@ _CMU = [
 ]
 
 
-def _write_skeleton_bvh(path, joints, axes, angles_deg, root_pos, orders):
-  """Writes a BVH of ``joints`` [(name, parent, offset)] with offsets turned by ``axes``
-  (SMPL-like -> file coordinates), per-joint Euler ``orders`` and angles [T, J, 3]."""
-  children = {name: [] for name, _, _ in joints}
-  for name, parent, _ in joints:
-    if parent is not None:
-      children[parent].append(name)
-  info = {name: (parent, np.asarray(off, float)) for name, parent, off in joints}
-  index = {name: j for j, (name, _, _) in enumerate(joints)}
-  out, order = ["HIERARCHY"], []
-
-  def emit(name, depth):
-    pad = "  " * depth
-    parent, off = info[name]
-    order.append(name)
-    out.append(f"{pad}{'ROOT' if parent is None else 'JOINT'} {name}")
-    out.append(pad + "{")
-    out.append(f"{pad}  OFFSET {' '.join(f'{v:.6f}' for v in axes @ off)}")
-    rot = " ".join(f"{a}rotation" for a in orders[index[name]])
-    out.append(f"{pad}  CHANNELS {'6 Xposition Yposition Zposition ' if parent is None else '3 '}"
-               f"{rot}")
-    for c in children[name]:
-      emit(c, depth + 1)
-    if not children[name]:
-      out.extend([f"{pad}  End Site", pad + "  {", f"{pad}    OFFSET 0 0 3", pad + "  }"])
-    out.append(pad + "}")
-
-  emit(joints[0][0], 0)
-  out += ["MOTION", f"Frames: {len(angles_deg)}", "Frame Time: 0.0333333"]
-  for t in range(len(angles_deg)):
-    vals = list(axes @ np.asarray(root_pos[t], float))
-    for name in order:
-      vals += list(angles_deg[t, index[name]])
-    out.append(" ".join(f"{v:.6f}" for v in vals))
-  path.write_text("\n".join(out) + "\n")
-
-
 # File axes: z up, facing -y (SMPL-like x -> x, up y -> z, forward z -> -y).
 Z_UP = np.array([[1.0, 0, 0], [0, 0, -1.0], [0, 1.0, 0]])
 
@@ -229,7 +194,7 @@ def test_cmu_skeleton_retargets_with_exact_limb_directions(tmp_path, axes):
   root = np.stack([np.linspace(0, 50, num_frames), np.full(num_frames, 95.0),
                    np.zeros(num_frames)], -1)
   path = tmp_path / "cmu.bvh"
-  _write_skeleton_bvh(path, _CMU, axes, angles, root, orders)
+  bvh_writer.write_bvh(path, _CMU, axes, angles, root, orders)
   bvh = hm.read_bvh(str(path))
   motion, info = retargeting.retarget(bvh.skeleton, *bvh.local_transforms(), bvh.fps,
                                       rest="generic")
@@ -246,7 +211,7 @@ def test_cmu_skeleton_retargets_with_exact_limb_directions(tmp_path, axes):
 def test_a_pose_rest_maps_to_arms_down_at_45_degrees(tmp_path):
   """All channels zero = the file's A-pose rest: the SMPL arms point 45° down, not T-pose."""
   path = tmp_path / "rest.bvh"
-  _write_skeleton_bvh(path, _CMU, np.eye(3), np.zeros((1, len(_CMU), 3)), [(0, 95, 0)],
+  bvh_writer.write_bvh(path, _CMU, np.eye(3), np.zeros((1, len(_CMU), 3)), [(0, 95, 0)],
                       ["ZXY"] * len(_CMU))
   motion = hm.retarget_bvh(str(path), rest="generic")
   joints = skeleton.forward_joints(skeleton.rest_joints("generic"), motion.full_pose,
@@ -266,7 +231,7 @@ def test_left_stays_left(tmp_path):
   angles[0, names.index("LeftArm")] = (135, 0, 0)  # Z (first of ZXY): the arm swings up
   angles[0, names.index("LeftLeg")] = (0, 80, 0)  # X (second): the shin swings back
   path = tmp_path / "asym.bvh"
-  _write_skeleton_bvh(path, _CMU, np.eye(3), angles, [(0, 95, 0)], ["ZXY"] * len(_CMU))
+  bvh_writer.write_bvh(path, _CMU, np.eye(3), angles, [(0, 95, 0)], ["ZXY"] * len(_CMU))
   motion = hm.retarget_bvh(str(path), rest="generic")
   joints = skeleton.forward_joints(skeleton.rest_joints("generic"), motion.full_pose,
                                    motion.transl)[0]

@@ -19,6 +19,8 @@ from hsjax.motion import quality
 from hsjax.motion import retargeting
 from hsjax.motion import skeleton
 
+import bvh_writer
+
 FPS = 30.0
 NUM_FRAMES = 75
 # Acceptance (the issue's thresholds).
@@ -113,36 +115,9 @@ def _clip(style, reach=False):
 
 
 def _write_bvh(path, joints, rot, root):
-  children = {name: [] for name, _, _ in joints}
-  for name, parent, _ in joints:
-    if parent is not None:
-      children[parent].append(name)
-  info = {name: (parent, np.asarray(off, float)) for name, parent, off in joints}
-  index = {name: j for j, (name, _, _) in enumerate(joints)}
-  out, order = ["HIERARCHY"], []
-
-  def emit(name, depth):
-    pad = "  " * depth
-    parent, off = info[name]
-    order.append(name)
-    out.append(f"{pad}{'ROOT' if parent is None else 'JOINT'} {name}")
-    out.append(pad + "{")
-    out.append(f"{pad}  OFFSET {' '.join(f'{v:.6f}' for v in off)}")
-    out.append(f"{pad}  CHANNELS {'6 Xposition Yposition Zposition ' if parent is None else '3 '}"
-               "Zrotation Xrotation Yrotation")
-    for c in children[name]:
-      emit(c, depth + 1)
-    if not children[name]:
-      out.extend([f"{pad}  End Site", pad + "  {", f"{pad}    OFFSET 0 0 3", pad + "  }"])
-    out.append(pad + "}")
-
-  emit(joints[0][0], 0)
-  euler = rotations_np.matrix_to_euler("ZXY", rot)
-  out += ["MOTION", f"Frames: {len(root)}", f"Frame Time: {1 / FPS:.7f}"]
-  for t in range(len(root)):
-    vals = list(root[t]) + [v for name in order for v in euler[t, index[name]]]
-    out.append(" ".join(f"{v:.6f}" for v in vals))
-  path.write_text("\n".join(out) + "\n")
+  """A BVH of ``joints`` posed by rotation matrices ``rot`` [T, J, 3, 3] (ZXY channels)."""
+  bvh_writer.write_bvh(path, joints, np.eye(3), rotations_np.matrix_to_euler("ZXY", rot), root,
+                       ["ZXY"] * len(joints), frame_time=1 / FPS)
 
 
 @pytest.fixture(scope="module", params=["motionbuilder", "cmu"])
