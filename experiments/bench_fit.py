@@ -19,7 +19,11 @@ default ``FitConfig`` (so each number is that stage alone, compiled alone):
   ``FitConfig.camel_refresh_every`` steps outside the step; its per-step share is printed
   next to its full cost, which a search inside every step would add;
 * ``step_without_new_terms``: the step with the CAMEL and 3D depth weights at 0; the
-  difference to ``step`` is what those terms cost.
+  difference to ``step`` is what those terms cost;
+* ``step_absolute_depth``: the step with the absolute depth terms (``depth`` 0.5,
+  ``depth_3d`` 1) in place of the default offset/shape split (``depth_root``,
+  ``depth_relative``, ``depth_3d_relative``): the difference is what the split's per-frame
+  medians (a sort of the person's pixels) cost.
 
 Reported per stage: compile time and median / p10 / p90 over ``--repeats`` calls. With
 ``--e2e`` the script also runs the default demo path once, end to end: generating the
@@ -64,6 +68,11 @@ _MD = flags.DEFINE_string("markdown", "", "Also write the Markdown tables to thi
 _DEPTH_POINTS = flags.DEFINE_list(
     "depth_3d_points", ["256", "1024", "0"], "Also time the 3D depth term with these numbers "
     "of depth pixels per frame (0: every valid pixel; the default term uses 512).")
+
+
+# The depth terms before the offset/shape split (metric L1 and Chamfer on the absolute depth).
+ABSOLUTE_DEPTH_WEIGHTS = {"depth": 0.5, "depth_3d": 1.0, "depth_relative": 0.0,
+                          "depth_root": 0.0, "depth_3d_relative": 0.0}
 
 
 def _time(fn, *args, repeats: int) -> dict:
@@ -165,6 +174,9 @@ def stage_times(sequence, config: fit_lib.FitConfig, body_model, repeats: int,
       losses, {n: 0.0 for n in [*camel_names, "depth_3d", "depth_3d_relative"]})
   step = jax.jit(functools.partial(fit_lib.train_step, config=config, losses=plain, tx=tx))
   out["step_without_new_terms"] = _time(step, state, data, body_model, repeats=repeats)
+  absolute = losses_lib.with_weights(losses, ABSOLUTE_DEPTH_WEIGHTS)
+  step = jax.jit(functools.partial(fit_lib.train_step, config=config, losses=absolute, tx=tx))
+  out["step_absolute_depth"] = _time(step, state, data, body_model, repeats=repeats)
   return {"stages": out, "overflow": overflow,
           "camel_refresh_every": config.camel_refresh_every,
           "setup": {"num_gaussians": config.num_gaussians, "batch_frames": config.batch_frames,
@@ -208,7 +220,10 @@ def markdown(result: dict) -> str:
   lines += ["", f"CAMEL + 3D depth terms: {new:.1f} ms of the {st['step']['median_ms']} ms "
             f"step ({100 * new / st['step']['median_ms']:.0f} %); the nearest-vertex search "
             f"every {result['camel_refresh_every']} steps adds {search:.1f} ms a step "
-            f"(searched inside every step it would add {st['camel_search']['median_ms']} ms)."]
+            f"(searched inside every step it would add {st['camel_search']['median_ms']} ms).",
+            "", f"Depth split (root / relative terms) against the absolute depth terms: "
+            f"{st['step']['median_ms']} vs {st['step_absolute_depth']['median_ms']} ms a step "
+            f"(x{st['step']['median_ms'] / st['step_absolute_depth']['median_ms']:.2f})."]
   if "e2e" in result:
     e = result["e2e"]
     lines += ["", "| end to end | data s | fit s | total s | steps |", "|---|---|---|---|---|",
