@@ -236,12 +236,22 @@ def test_prepare_data_takes_the_depth_intrinsics_of_the_sequence(body_model):
   seq = synthetic_sequence("default", seed=0, num_frames=3, image_size=32, num_eval_views=0,
                            num_novel_pose=0, supersample=1, cache_dir=False,
                            depth="unidepth_like", body_model=body_model)
-  config = dataclasses.replace(CONFIG, batch_frames=2)
-  data = fit_lib.prepare_data(seq, config)
+  # As given (depth_focal_power=0): unprojected with the network's own intrinsics.
+  as_given = dataclasses.replace(CONFIG, batch_frames=2, depth_focal_power=0.0)
+  data = fit_lib.prepare_data(seq, as_given)
   depth_k = np.asarray(seq.depth_K, np.float32)
   expected = np.diag([0.5, 0.5, 1.0]).astype(np.float32) @ depth_k  # downsample 2
   np.testing.assert_allclose(data.depth_K, expected, rtol=1e-6)
   assert not np.allclose(data.depth_K, data.K)  # the network's focal length is off
+  # The default (power 1): rescaled by f_camera / f_depth, then unprojected with the camera's K.
+  config = dataclasses.replace(CONFIG, batch_frames=2)
+  assert config.depth_focal_power == 1.0
+  rescaled = fit_lib.prepare_data(seq, config)
+  np.testing.assert_array_equal(rescaled.depth_K, rescaled.K)
+  ratio = np.asarray(data.K[:, 0, 0] / data.depth_K[:, 0, 0])
+  valid = np.asarray(data.depth) > 0
+  np.testing.assert_allclose(np.asarray(rescaled.depth)[valid],
+                             (np.asarray(data.depth) * ratio[:, None, None])[valid], rtol=1e-5)
   exact = fit_lib.prepare_data(_sequence(0, num_frames=3), config)
   np.testing.assert_array_equal(exact.depth_K, exact.K)
 
