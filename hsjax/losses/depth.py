@@ -36,10 +36,14 @@ def depth_l1(render, frame, params, ctx) -> jax.Array:
 def _masked_median(x: jax.Array, weight: jax.Array) -> jax.Array:
   """Median of ``x`` [H, W] over the pixels with ``weight > 0``; 0 when there are none.
 
-  Differentiable like any order statistic: the gradient reaches the selected pixel."""
+  Differentiable like any order statistic: the gradient reaches the selected pixel. The
+  order is found on values the gradient does not pass through and the pixel is then picked
+  from ``x``, so the one sort is shared (XLA's common-subexpression pass) between the terms
+  that differentiate the offset and those that stop its gradient."""
   count = jnp.sum(weight > 0)
-  ordered = jnp.sort(jnp.where(weight > 0, x, jnp.inf).ravel())
-  return jnp.where(count > 0, ordered[jnp.maximum((count - 1) // 2, 0)], 0.0)
+  keys = jax.lax.stop_gradient(jnp.where(weight > 0, x, jnp.inf)).ravel()
+  pick = jnp.argsort(keys)[jnp.maximum((count - 1) // 2, 0)]
+  return jnp.where(count > 0, x.ravel()[pick], 0.0)
 
 
 def depth_offset(render, frame) -> jax.Array:
