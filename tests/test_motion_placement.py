@@ -9,6 +9,8 @@ feet planted, steps forward with the left foot, bows so that its wrists come clo
 floor (its arms are short: SMPL's reach lower), and twists its forearms.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -190,6 +192,24 @@ def test_placement_meets_the_floor_and_skate_acceptance(clip, body):
   assert floor["sole_height"]["max"] <= FLOOR_M, floor["sole_height"]
   assert floor["skate"] <= SKATE_RATIO * floor["source_skate"] + 1e-3, floor
   assert floor["contacts_kept"] > 0.95
+
+
+def test_sole_tolerance_trades_leg_ik_for_sole_height(clip, body):
+  """Planted soles may sit within ``sole_tolerance`` of the floor: leg IK then moves less, so
+  the legs keep the source's directions better, and no sole leaves the band."""
+  _, bvh = clip
+  plain, info = _retarget(bvh, placement="none")
+  legs = ("left_thigh", "right_thigh", "left_shin", "right_shin")
+  error, sole = {}, {}
+  for tol in (0.0, 0.01):
+    placed, report = placement.place(plain, info, body, sole_tolerance=tol)
+    errors = retargeting.bone_direction_errors(placed, info)
+    error[tol] = np.mean([errors[b].mean() for b in legs])
+    floor = quality.floor_report(placed, dataclasses.replace(info, placement=report), body)
+    sole[tol] = floor["sole_height"]["max"]
+  assert sole[0.0] < 2e-3
+  assert sole[0.01] <= 0.01 + 2e-3
+  assert error[0.01] < 0.9 * error[0.0], error
 
 
 def test_hands_are_kept_above_the_floor(tmp_path, body):

@@ -10,13 +10,15 @@ that after retargeting, host-side (numpy, float64), in four steps:
    reach over the clip.
 2. **Root.** The root moves (:func:`root_offsets`) so that, in contact frames, the lowest sole
    point of the planted feet (the body's mesh where it has one) lies on the floor ``y = 0``
-   (the lowest of them: a planted foot is never pushed into the floor by the root)
+   (the lowest of them: a planted foot is never pushed into the floor by the root; with two
+   planted soles at different heights the root may go down by up to ``sole_tolerance``)
    and the planted feet's lock joints (toe, else ankle) move over each contact as the source's
    do (not at all when the source's foot is still), from where they were on average; between
    contacts the offset is interpolated linearly.
 3. **Legs.** Each planted foot is moved the rest of the way by two-bone IK on hip, knee and
-   ankle (:func:`two_bone_ik`), keeping the foot's world orientation; the IK blends out over
-   ``ramp`` frames either side of a contact.
+   ankle (:func:`two_bone_ik`), keeping the foot's world orientation; its sole only as far
+   as within ``sole_tolerance`` of the floor. The IK blends out over ``ramp`` frames either
+   side of a contact.
 4. **Floor.** Hands below the floor are first bent up at the wrist (:func:`bend_hand`, up to
    90°), then lifted by arm IK (the wrist keeps its world orientation, so the hand moves
    rigidly); a swinging foot below it by leg IK; any other
@@ -370,7 +372,7 @@ def _source_clear(info, k: int, floor: float, clearance: float) -> np.ndarray:
 
 def place(motion: motion_lib.Motion, info, body: BodyPoints, *, height_tol: float = 0.06,
           speed_tol: float = 0.35, clearance: float = 0.05, ramp: int = 3,
-          iterations: int = 2) -> tuple[motion_lib.Motion, Placement]:
+          sole_tolerance: float = 0.01, iterations: int = 2) -> tuple[motion_lib.Motion, Placement]:
   """Places a retargeted motion on the floor ``y = 0`` (algorithm in the module docstring).
 
   Args:
@@ -381,6 +383,9 @@ def place(motion: motion_lib.Motion, info, body: BodyPoints, *, height_tol: floa
     clearance: metres above its floor (:func:`sole_floor`) that a source joint must be for
       the target's part to be kept above the floor by raising the root.
     ramp: frames over which the foot IK blends out either side of a contact.
+    sole_tolerance: metres a planted sole may sit above or below the floor before leg IK
+      moves it (about what a shoe's sole gives): each centimetre of IK turns the leg's bones
+      by degrees where the target's leg proportions differ from the source's.
     iterations: rounds of floor clearing and foot re-planting.
 
   Returns:
@@ -407,7 +412,12 @@ def place(motion: motion_lib.Motion, info, body: BodyPoints, *, height_tol: floa
   offset = np.zeros((num_frames, 3))
   if any_contact.any():
     low = np.where(contacts, soles, np.inf).min(1)
-    offset[:, 1] = _interpolate(-low[:, None], any_contact)[:, 0]
+    # Two planted soles at different heights (other leg proportions than the source's): the
+    # root goes down by up to the tolerance, so that both may sit within it of the floor and
+    # leg IK moves only what is left.
+    spread = np.where(contacts, soles, -np.inf).max(1) - low
+    down = np.minimum(sole_tolerance, np.maximum(0.0, spread - sole_tolerance))
+    offset[:, 1] = _interpolate((-low - down)[:, None], any_contact)[:, 0]
     anchors = np.zeros((num_frames, 2, 3))
     for side in range(2):
       src = info.source_positions[:, info.index[lock[side]]]
@@ -439,7 +449,8 @@ def place(motion: motion_lib.Motion, info, body: BodyPoints, *, height_tol: floa
           continue
         move = np.zeros((num_frames, 3))
         move[:, [0, 2]] = (anchors[:, side] - joints[:, lock[side]])[:, [0, 2]]
-        move[:, 1] = -points[:, foot_masks[side], 1].min(1)
+        sole = points[:, foot_masks[side], 1].min(1)
+        move[:, 1] = np.clip(sole, -sole_tolerance, sole_tolerance) - sole
         move = move[nearest] * weight[:, None]
         act = weight > 0
         glob[act] = two_bone_ik(glob[act], joints[act], chain,
