@@ -47,9 +47,18 @@ def _sequence(seed: int, num_frames: int = 6):
                             num_eval_views=0, num_novel_pose=0, supersample=1, cache_dir=False)
 
 
+def two_subjects():
+  """The multi-subject fits' sequences (different lengths: one is padded)."""
+  return [_sequence(0), _sequence(1, num_frames=5)]
+
+
+def many_keys():
+  return [jax.random.key(3), jax.random.key(4)]
+
+
 @pytest.fixture(scope="module")
 def sequences():
-  return [_sequence(0), _sequence(1, num_frames=5)]
+  return two_subjects()
 
 
 def _fit(seq, body_model, config=CONFIG, losses=None, **kw):
@@ -131,7 +140,7 @@ def test_poses_frozen_during_warmup_and_when_disabled(sequences, body_model):
 
 def test_fit_many_equals_single_fits(sequences, body_model):
   """vmap over 2 subjects (different lengths: one padded) == 2 separate fits."""
-  keys = [jax.random.key(3), jax.random.key(4)]
+  keys = many_keys()
   singles = [_fit(s, body_model, key=k) for s, k in zip(sequences, keys)]
   many = fit_lib.fit_many(sequences, CONFIG, keys=keys, losses=LOSSES, body_model=body_model)
   assert many.history["num_frames"] == [6, 5]
@@ -147,7 +156,7 @@ def test_fit_many_equals_single_fits(sequences, body_model):
 
 def test_sharded_equals_unsharded(sequences, body_model):
   assert jax.device_count() >= 2, "conftest.py sets 2 host devices"
-  keys = [jax.random.key(3), jax.random.key(4)]
+  keys = many_keys()
   mesh = jax.make_mesh((2,), ("subject",))
   plain = fit_lib.fit_many(sequences, CONFIG, keys=keys, losses=LOSSES, body_model=body_model)
   sharded = fit_lib.fit_many(sequences, CONFIG, keys=keys, losses=LOSSES, body_model=body_model,
@@ -181,6 +190,33 @@ def test_kill_and_resume_is_exact(sequences, body_model, tmp_path):
   # Resuming with another key is refused, naming the file.
   with pytest.raises(ValueError, match="another key"):
     _fit(seq, body_model, config=config, checkpoint_dir=ckpt_dir, key=jax.random.key(9))
+
+
+def test_fit_many_checkpoints_per_subject_and_resumes_exactly(sequences, body_model, tmp_path):
+  """fit_many writes one checkpoint directory per subject; killed after step 4's and resumed,
+  it ends bit for bit where an uninterrupted fit_many ends."""
+  keys = many_keys()
+  config = dataclasses.replace(CONFIG, eval_every=1)
+
+  def run(**kw):
+    return fit_lib.fit_many(sequences, config, keys=keys, losses=LOSSES, body_model=body_model,
+                            **kw)
+
+  def kill_at_5(progress):
+    if progress.step >= 5:
+      raise _Kill()
+
+  uninterrupted = run()
+  ckpt_dir = tmp_path / "many"
+  with pytest.raises(_Kill):
+    run(checkpoint_dir=str(ckpt_dir), callbacks=[kill_at_5])
+  assert sorted(p.name for p in ckpt_dir.iterdir()) == ["subject-000", "subject-001"]
+  for s in range(2):
+    assert ckpt_lib.latest_checkpoint(str(ckpt_dir / f"subject-{s:03d}"))[0] == 4
+  resumed = run(checkpoint_dir=str(ckpt_dir))
+  assert ckpt_lib.tree_equal(resumed.state.params, uninterrupted.state.params)
+  assert ckpt_lib.tree_equal(resumed.state.opt_state, uninterrupted.state.opt_state)
+  assert resumed.history["total"] == uninterrupted.history["total"]
 
 
 def test_nan_stops_with_term_and_step_and_keeps_last_good_checkpoint(sequences, body_model,

@@ -3,7 +3,7 @@
 The loop calls the jitted step (:func:`hsjax.fit.step.train_step`, vmapped over subjects
 and sharded over devices for :func:`fit_many`), and between steps does what cannot be
 jitted: logging, evaluation callbacks, density control, the CAMEL nearest-vertex search and
-checkpoints (``hsjax.io.checkpoint``). Every random draw is ``fold_in(key, step)``, so a fit
+checkpoints (:mod:`hsjax.fit.checkpoints`). Every random draw is ``fold_in(key, step)``, so a fit
 killed and resumed from its last checkpoint ends bit for bit where an uninterrupted fit ends.
 """
 
@@ -27,6 +27,8 @@ from hsjax import density as density_lib
 from hsjax import losses as losses_lib
 from hsjax import metrics
 from hsjax.body import SMPLParams
+from hsjax.fit import checkpoints as ckpt_lib
+from hsjax.fit import multihost
 from hsjax.fit.config import RESUMABLE_FIELDS
 from hsjax.fit.config import FitConfig
 from hsjax.fit.data import FitData
@@ -40,7 +42,6 @@ from hsjax.fit.step import init_state
 from hsjax.fit.step import make_optimizer
 from hsjax.fit.step import resolve_losses
 from hsjax.fit.step import train_step
-from hsjax.io import checkpoint as ckpt_lib
 
 
 @dataclasses.dataclass
@@ -114,29 +115,6 @@ def _nonfinite_message(step: int, out: StepOutput, batched: bool) -> tuple[str, 
           f"{ {n: np.asarray(v).tolist() for n, v in out.values.items()} }", [])
 
 
-def _checkpoint_tree(state: FitState, history: dict, config: FitConfig) -> dict:
-  return {"state": flax.serialization.to_state_dict(jax.device_get(state)),
-          "history": json.dumps(history), "config": config.to_json()}
-
-
-def _restore(path: str, target: FitState, config: FitConfig) -> tuple[FitState, dict]:
-  raw = ckpt_lib.load_raw(path)
-  # A field the saved config lacks was added to FitConfig later: the checkpoint's fit ran
-  # with what is now its default.
-  saved = {**json.loads(FitConfig().to_json()), **json.loads(raw["config"])}
-  current = json.loads(config.to_json())
-  diff = {k: (saved.get(k), v) for k, v in current.items()
-          if k not in RESUMABLE_FIELDS and saved.get(k) != v}
-  if diff:
-    raise ValueError(f"{path}: checkpoint was written with a different FitConfig; differing "
-                     f"fields (saved, current): {diff}. Use another checkpoint_dir.")
-  try:
-    state = flax.serialization.from_state_dict(jax.device_get(target), raw["state"])
-  except (ValueError, KeyError, TypeError) as e:
-    raise ValueError(f"{path}: checkpoint state does not match this fit's structure: {e}") from e
-  return state, json.loads(raw["history"])
-
-
 _densify_jit = jax.jit(density_lib.densify_and_prune, static_argnums=(4,))
 
 
@@ -203,7 +181,7 @@ def _shardings(mesh):
 
 
 def _run(state: FitState, data: FitData, body_model: body_lib.BodyModel, config: FitConfig,
-         losses: dict, *, batched: bool, mesh=None, checkpoint_dir: str | None,
+         losses: dict, *, batched: bool, mesh=None, checkpoints,
          callbacks: Sequence[Callback], history: dict | None) -> tuple[FitState, dict]:
   """Runs the loop from ``state.step`` to ``config.steps``; shared by fit and fit_many."""
   try:
@@ -212,21 +190,19 @@ def _run(state: FitState, data: FitData, body_model: body_lib.BodyModel, config:
     jitted = _compiled_step.__wrapped__(config, tuple(losses.items()), batched, mesh)
   if mesh is not None:
     sharded, replicated = _shardings(mesh)
-    state = jax.device_put(state, sharded)
-    data = jax.device_put(data, sharded)
-    body_model = jax.device_put(body_model, replicated)
+    state = multihost.put(state, sharded)
+    data = multihost.put(data, sharded)
+    body_model = multihost.put(body_model, replicated)
 
   history = _new_history() if history is None else history
-  start = int(np.max(np.asarray(state.step)))
+  start = int(np.max(multihost.to_host(state.step)))
   time_offset = history["time"][-1] if history["time"] else 0.0
   t0 = time.perf_counter()
-  last_ckpt = None
-  if checkpoint_dir is not None:
-    found = ckpt_lib.latest_checkpoint(checkpoint_dir)
-    last_ckpt = found[1] if found else None
+  last_ckpt = checkpoints.latest() if checkpoints is not None else None
 
   def progress_view(st: FitState, step: int) -> FitProgress:
-    return FitProgress(step=step, params=st.params, history=history, config=config,
+    return FitProgress(step=step, params=multihost.addressable(st.params), history=history,
+                       config=config,
                        body_model=body_model)
 
   def run_callbacks(st: FitState, step: int):
@@ -240,6 +216,7 @@ def _run(state: FitState, data: FitData, body_model: body_lib.BodyModel, config:
   try:
     for step in range(start, config.steps):
       new_state, out = jitted(state, data, body_model)
+      out = multihost.to_host(out)  # every process sees every subject's values
       finite = bool(np.all(np.asarray(out.grads_finite))) and bool(
           np.all(np.isfinite(np.asarray(out.total))))
       if not finite:
@@ -260,7 +237,8 @@ def _run(state: FitState, data: FitData, body_model: body_lib.BodyModel, config:
       if (config.densify_every > 0 and config.densify_from <= done <= config.densify_until
           and done % config.densify_every == 0 and done < config.steps):
         state, info = _density_pass(state, done, config, batched)
-        history.setdefault("density", []).append({"step": done, **_to_py(info)})
+        history.setdefault("density", []).append({"step": done,
+                                                  **_to_py(multihost.to_host(info))})
         refresh = True  # moved and new Gaussians need their reference vertices
       if refresh and done < config.steps:
         state = _refresh_camel_nearest(state, body_model, config, batched)
@@ -268,16 +246,14 @@ def _run(state: FitState, data: FitData, body_model: body_lib.BodyModel, config:
           state = jax.device_put(state, sharded)
       if config.eval_every > 0 and done % config.eval_every == 0 and done < config.steps:
         run_callbacks(state, done)
-      if (checkpoint_dir is not None and config.checkpoint_every > 0
+      if (checkpoints is not None and config.checkpoint_every > 0
           and done % config.checkpoint_every == 0):
-        last_ckpt = ckpt_lib.save(checkpoint_dir, done, _checkpoint_tree(state, history, config),
-                                  keep=config.keep_checkpoints)
+        last_ckpt = checkpoints.save(done, state, history, config)
   finally:
     bar.close()
   run_callbacks(state, config.steps)
-  if checkpoint_dir is not None:
-    ckpt_lib.save(checkpoint_dir, config.steps, _checkpoint_tree(state, history, config),
-                  keep=config.keep_checkpoints)
+  if checkpoints is not None:
+    checkpoints.save(config.steps, state, history, config)
   return state, history
 
 
@@ -314,18 +290,10 @@ def _prepare(sequence, config: FitConfig, losses, body_model):
 
 
 def _initial_or_restored(make_state: Callable[[], FitState], config: FitConfig,
-                         checkpoint_dir: str | None) -> tuple[FitState, dict | None]:
+                         checkpoints) -> tuple[FitState, dict | None]:
   state = make_state()
-  if checkpoint_dir is None:
-    return state, None
-  found = ckpt_lib.latest_checkpoint(checkpoint_dir)
-  if found is None:
-    return state, None
-  restored, history = _restore(found[1], state, config)
-  if not np.array_equal(np.asarray(restored.key), np.asarray(state.key)):
-    raise ValueError(f"{found[1]}: checkpoint was written by a fit with another key; use the "
-                     "same key to resume, or another checkpoint_dir")
-  return jax.tree_util.tree_map(jnp.asarray, restored), history
+  restored = checkpoints.restore(state, config) if checkpoints is not None else None
+  return restored if restored is not None else (state, None)
 
 
 def fit(sequence, config: FitConfig = FitConfig(), *, key: jax.Array,
@@ -361,10 +329,12 @@ def fit(sequence, config: FitConfig = FitConfig(), *, key: jax.Array,
   callbacks = list(callbacks)
   if getattr(sequence, "gt", None) is not None:
     callbacks.insert(0, pose_error_callback(body_model, sequence.gt))
+  checkpoints = (None if checkpoint_dir is None else
+                 ckpt_lib.FitCheckpoints(checkpoint_dir, config.keep_checkpoints))
   state, history = _initial_or_restored(
-      lambda: init_state(data, config, body_model, key), config, checkpoint_dir)
+      lambda: init_state(data, config, body_model, key), config, checkpoints)
   state, history = _run(state, data, body_model, config, losses, batched=False,
-                        checkpoint_dir=checkpoint_dir, callbacks=callbacks, history=history)
+                        checkpoints=checkpoints, callbacks=callbacks, history=history)
   avatar = avatar_lib.combine(state.params.avatar, state.buffers)
   return FitResult(avatar=avatar, poses=state.params.poses, history=history, config=config,
                    state=state)
@@ -385,17 +355,20 @@ def fit_many(sequences: Sequence[Any], config: FitConfig = FitConfig(), *,
   Sharding: with ``mesh`` (a ``jax.sharding.Mesh`` with an axis named ``"subject"`` whose
   size divides S), every per-subject array is sharded over that axis and the body model is
   replicated; each device runs its subjects' steps, with no communication. On one host,
-  ``jax.make_mesh((jax.device_count(),), ("subject",))``. Multi-host (several processes, e.g.
-  one per GPU node): call ``jax.distributed.initialize(coordinator_address, num_processes,
-  process_id)`` in every process before anything else, build the mesh over
-  ``jax.devices()`` (all processes' devices), and run the *same* ``fit_many`` call in every
-  process with the full list of sequences; arrays are placed with ``jax.device_put`` onto
-  the global sharding, so each process materialises only its addressable shards' data on
-  device (it still reads every sequence on the host here — feed each process only its
-  subjects' files and assemble with ``jax.make_array_from_process_local_data`` if that
-  matters). Host-side steps (density control, logging, checkpoints) then need the
-  process-local shards; checkpointing a multi-host fit is left to ``orbax``-style
-  per-process writers and is not implemented here.
+  ``jax.make_mesh((jax.device_count(),), ("subject",))``.
+
+  Multi-host (several processes, e.g. one per node; :mod:`hsjax.fit.multihost`): call
+  :func:`hsjax.fit.multihost.initialize` in every process before any other JAX work, build
+  the mesh over ``jax.devices()`` (all processes' devices) and run the *same* ``fit_many``
+  call in every process with the full list of sequences. Each process puts only its own
+  subjects' rows on its devices; the values the loop reads between steps (losses, the
+  finiteness check) are gathered, so every process keeps the same history; callbacks see
+  gathered parameters. The returned arrays span processes: read a subject's rows with
+  :func:`hsjax.fit.multihost.local_subjects` in the process that holds it.
+
+  Checkpoints: ``checkpoint_dir/subject-<s>/``, one directory per subject holding its rows of
+  the state, written by the process that holds the subject; a resumed fit continues from the
+  newest step every subject has.
 
   Args:
     sequences: S ``hsjax.data.Sequence`` objects.
@@ -426,6 +399,10 @@ def fit_many(sequences: Sequence[Any], config: FitConfig = FitConfig(), *,
     # axes (jax.make_mesh's default) is re-declared over the same devices as Auto.
     mesh = jax.sharding.Mesh(mesh.devices, mesh.axis_names,
                              axis_types=(jax.sharding.AxisType.Auto,) * len(mesh.axis_names))
+  elif jax.process_count() > 1:
+    raise ValueError(f"fit_many: this run has {jax.process_count()} processes; pass a mesh "
+                     "over all their devices (jax.make_mesh((jax.device_count(),), "
+                     "('subject',))), or every process would fit and write every subject")
   if body_model is None:
     body_model = body_lib.load_body_model(config.body_model)
   losses = resolve_losses(config, losses)
@@ -441,9 +418,12 @@ def fit_many(sequences: Sequence[Any], config: FitConfig = FitConfig(), *,
     states = [init_state(d, config, body_model, k) for d, k in zip(datas, keys)]
     return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *states)
 
-  state, history = _initial_or_restored(make_state, config, checkpoint_dir)
+  checkpoints = (None if checkpoint_dir is None else
+                 ckpt_lib.SubjectCheckpoints(checkpoint_dir, config.keep_checkpoints,
+                                             len(sequences), mesh))
+  state, history = _initial_or_restored(make_state, config, checkpoints)
   state, history = _run(state, data, body_model, config, losses, batched=True, mesh=mesh,
-                        checkpoint_dir=checkpoint_dir, callbacks=list(callbacks),
+                        checkpoints=checkpoints, callbacks=list(callbacks),
                         history=history)
   history["num_frames"] = lengths
   avatar = avatar_lib.combine(state.params.avatar, state.buffers)
