@@ -18,14 +18,14 @@ Every flag of ``experiments/fit.py`` works here too (``--helpfull``); this scrip
 changes the output folder and prints a summary. Re-running resumes from the checkpoints in
 ``outputs/demo/checkpoints`` (pass ``--overwrite`` to start over; a changed configuration is refused without it).
 
-Measured (2026-11-25, default FitConfig: 900 steps, 2000 Gaussians, 4 frames per step,
-tile capacity 128, CAMEL and 3D depth terms) on a 2-core machine: 131 s wall (sequence from
-the cache 0 s, fit 113 s, evaluation 14 s, outputs 4 s). Generating the sequence on the first
-run adds 15-45 s. It printed (mm; PSNR / SSIM in the person's bounding box)::
+Measured (2026-12-04, default FitConfig: 300 steps, 2000 Gaussians, 4 frames per step,
+tile capacity 128) on a 2-core machine: 63 s wall (sequence from the cache 0 s, fit 45 s,
+evaluation 11 s, outputs 3 s). Generating the sequence on the first run adds 15-45 s. It
+printed (mm; PSNR / SSIM in the person's bounding box)::
 
-  HMR init    MPJPE 77.1, PA-MPJPE 53.4, root 219.9, V2V 246.7
-  refined     MPJPE 45.3, PA-MPJPE 30.1, root  55.2, V2V  48.4   (-41 %, -44 %, -75 %, -80 %)
-  novel view 22.32 dB / 0.689, novel pose 24.44 dB / 0.765, training view 27.22 dB / 0.826
+  HMR init    MPJPE 77.1, PA-MPJPE 53.4, root 219.8, V2V 247.1
+  refined     MPJPE 30.0, PA-MPJPE 21.6, root  30.2, V2V  35.6   (-61 %, -60 %, -86 %, -86 %)
+  novel view 23.52 dB / 0.738, novel pose 25.81 dB / 0.816, training view 27.71 dB / 0.843
 
 (LPIPS is reported only where the ``lpips`` package and its weights are installed.)
 """

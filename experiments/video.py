@@ -69,8 +69,13 @@ def main(argv):
     weights["keypoints_2d"] = _KEYPOINTS_WEIGHT.value
   base = common.fit_config(_FIT, body_model=_BODY_MODEL.value)
   weights.update(dict(base.loss_weights))  # --losses wins over the video defaults
+  schedule = {}
+  if not _FIT.steps.present:  # the video fit's own schedule unless --steps is given
+    schedule = dict(zip(("steps", "warmup_steps"), video.VIDEO_SCHEDULE))
+    if _FIT.warmup_steps.present:
+      schedule["warmup_steps"] = min(_FIT.warmup_steps.value, schedule["steps"])
   config = common.fit_config(_FIT, body_model=_BODY_MODEL.value,
-                             loss_weights=tuple(weights.items()))
+                             loss_weights=tuple(weights.items()), **schedule)
   run_dir = _OUT.output_dir.value
   progress = config.progress
   times = {}

@@ -26,6 +26,7 @@ from hsjax.video.observations import Observer
 from hsjax.video.observations import load_observations
 from hsjax.video.pipeline import DEFAULT_DIAGONAL_FOV_DEG
 from hsjax.video.pipeline import VIDEO_LOSS_WEIGHTS
+from hsjax.video.pipeline import VIDEO_SCHEDULE
 from hsjax.video.pipeline import build_sequence
 from hsjax.video.pipeline import focal_from_fov
 from hsjax.video.pipeline import initialise
@@ -42,6 +43,7 @@ __all__ = [
     "Observations",
     "Observer",
     "VIDEO_LOSS_WEIGHTS",
+    "VIDEO_SCHEDULE",
     "VideoFrames",
     "build_sequence",
     "fit_landmarks",
