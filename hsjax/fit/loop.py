@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import time
 from typing import Any, Callable, Mapping, Sequence
 
-import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -202,8 +200,7 @@ def _run(state: FitState, data: FitData, body_model: body_lib.BodyModel, config:
 
   def progress_view(st: FitState, step: int) -> FitProgress:
     return FitProgress(step=step, params=multihost.addressable(st.params), history=history,
-                       config=config,
-                       body_model=body_model)
+                       config=config, body_model=body_model)
 
   def run_callbacks(st: FitState, step: int):
     for callback in callbacks:
