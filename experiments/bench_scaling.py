@@ -21,8 +21,8 @@ Sweeps, one factor at a time around the default fit (256² images fitted at 128�
   overflow column counts the Gaussian-tile pairs dropped);
 * ``frames_per_step``: 1, 2, 4, 8;
 * ``length``: 60, 150, 300, 600 frames of 512² images fitted at 256² (``downsample=2``),
-  with the time of a full default fit estimated as data preparation + compilation + 900 ×
-  the median step.
+  with the time of a full default fit estimated as data preparation + compilation + the
+  default number of steps × the median step.
 
 A full run takes about an hour on 2 CPU cores (generating the 600-frame 512² sequence once,
 about 5 minutes, and the 200,000-Gaussian and 1024² points, a few seconds a step, dominate);
@@ -58,7 +58,6 @@ SWEEPS = {
     "frames_per_step": [{"batch_frames": b} for b in (1, 2, 4, 8)],
     "length": [{"num_frames": t, "image_size": 512, "downsample": 2} for t in (60, 150, 300, 600)],
 }
-FULL_FIT_STEPS = 900
 
 
 def measure(point: dict, repeats: int) -> dict:
@@ -107,7 +106,7 @@ def measure(point: dict, repeats: int) -> dict:
           "overflow": int(np.sum(np.asarray(out.overflow))),
           "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
           "full_fit_s_estimate": round(t2 - t1 + compile_s
-                                       + FULL_FIT_STEPS * float(np.median(step_ms)) / 1000, 0)}
+                                       + config.steps * float(np.median(step_ms)) / 1000, 0)}
 
 
 def run_point(point: dict, repeats: int) -> dict:
