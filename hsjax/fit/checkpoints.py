@@ -98,11 +98,14 @@ class SubjectCheckpoints:
   def subject_dir(self, subject: int) -> str:
     return os.path.join(self.directory, f"subject-{subject:03d}")
 
+  def _step_pattern(self, step: int) -> str:
+    """``<directory>/subject-*/ckpt_<step>.msgpack``: one step's files of every subject."""
+    return ckpt_lib.checkpoint_path(os.path.join(self.directory, "subject-*"), step)
+
   def latest(self) -> str | None:
-    """This process's newest complete step, as ``<directory>/subject-*/ckpt_<step>``."""
+    """This process's newest step that all its subjects have (as :meth:`_step_pattern`)."""
     step = self._local_common_step()
-    return None if step < 0 else os.path.join(self.directory, "subject-*",
-                                              os.path.basename(ckpt_lib.checkpoint_path("", step)))
+    return None if step < 0 else self._step_pattern(step)
 
   def _local_common_step(self) -> int:
     """The newest step every subject of this process has a checkpoint of (-1: none)."""
@@ -116,7 +119,7 @@ class SubjectCheckpoints:
     rows = multihost.local_subjects(state, self.num_subjects)
     for s in self.owned:
       ckpt_lib.save(self.subject_dir(s), step, _tree(rows[s], history, config), keep=self.keep)
-    return self.directory
+    return self._step_pattern(step)
 
   def restore(self, initial: FitState, config: FitConfig) -> tuple[FitState, dict] | None:
     """``(state, history)`` at the newest step that every subject of every process has; None

@@ -213,11 +213,12 @@ def _run(state: FitState, data: FitData, body_model: body_lib.BodyModel, config:
   try:
     for step in range(start, config.steps):
       new_state, out = jitted(state, data, body_model)
-      out = multihost.to_host(out)  # every process sees every subject's values
-      finite = bool(np.all(np.asarray(out.grads_finite))) and bool(
-          np.all(np.isfinite(np.asarray(out.total))))
+      # Every step reads only what the finiteness check needs; the term values are read when
+      # logged. Gathered from every process, so all of them stop and log alike.
+      grads_finite, total = multihost.to_host((out.grads_finite, out.total))
+      finite = bool(np.all(grads_finite)) and bool(np.all(np.isfinite(total)))
       if not finite:
-        message, terms = _nonfinite_message(step, out, batched)
+        message, terms = _nonfinite_message(step, multihost.to_host(out), batched)
         if last_ckpt is not None:
           message += f"; last good checkpoint kept: {last_ckpt}"
         raise FitDivergedError(message, step=step, terms=terms, state=state,
@@ -226,6 +227,7 @@ def _run(state: FitState, data: FitData, body_model: body_lib.BodyModel, config:
       done = step + 1
       if (done % config.log_every == 0) or done == config.steps:
         elapsed = time_offset + time.perf_counter() - t0
+        out = multihost.to_host(out)
         _record(history, done, elapsed, out, batched)
         bar.set_postfix({n: f"{np.mean(np.asarray(v)):.4g}" for n, v in out.values.items()},
                         refresh=False)
