@@ -93,10 +93,12 @@ def _time(fn, *args, repeats: int) -> dict:
 def stage_times(sequence, config: fit_lib.FitConfig, body_model, repeats: int,
                 depth_points: tuple[int, ...] = ()) -> dict:
   """Per-stage timings of one step of ``config`` on ``sequence`` (the fit's own stages)."""
-  data = fit_lib.prepare_data(sequence, config)
+  source = fit_lib.FrameSource(sequence, config)
+  data = fit_lib.prepare_data(sequence, config, source=source)
   state = fit_lib.init_state(data, config, body_model, jax.random.key(0))
   losses = fit_lib.resolve_losses(config)
-  frames = jnp.arange(config.batch_frames, dtype=jnp.int32)
+  batch = jax.device_put(source.batch(np.arange(config.batch_frames)))
+  frames = batch.frames
   avatar = avatar_lib.combine(state.params.avatar, state.buffers)
   poses = state.params.poses
   cam = data.cameras(frames)
@@ -123,14 +125,14 @@ def stage_times(sequence, config: fit_lib.FitConfig, body_model, repeats: int,
     return forward.render_frames(gaussians, cam, settings)
 
   out["render"] = _time(jax.jit(render_fn), deformed.gaussians, repeats=repeats)
-  images = data.images[frames]
+  images = batch.image
   out["render_fwd_bwd"] = _time(
       jax.jit(jax.grad(lambda g: jnp.mean(jnp.abs(render_fn(g).rgb - images)))),
       deformed.gaussians, repeats=repeats)
   render = jax.jit(render_fn)(deformed.gaussians)
   overflow = int(np.sum(np.asarray(render.overflow)))
 
-  frame = fit_lib.step.frame_batch(data, frames)
+  frame = fit_lib.step.frame_batch(data, batch)
   body, sequence_joints = body_fk(poses, body_model)
 
   def terms(losses, render, params, deformed, body_model):
@@ -169,14 +171,14 @@ def stage_times(sequence, config: fit_lib.FitConfig, body_model, repeats: int,
 
   out["update"] = _time(update, grads, state.opt_state, state.params, repeats=repeats)
   step = jax.jit(functools.partial(fit_lib.train_step, config=config, losses=losses, tx=tx))
-  out["step"] = _time(step, state, data, body_model, repeats=repeats)
+  out["step"] = _time(step, state, data, batch, body_model, repeats=repeats)
   plain = losses_lib.with_weights(
       losses, {n: 0.0 for n in [*camel_names, "depth_3d", "depth_3d_relative"]})
   step = jax.jit(functools.partial(fit_lib.train_step, config=config, losses=plain, tx=tx))
-  out["step_without_new_terms"] = _time(step, state, data, body_model, repeats=repeats)
+  out["step_without_new_terms"] = _time(step, state, data, batch, body_model, repeats=repeats)
   absolute = losses_lib.with_weights(losses, ABSOLUTE_DEPTH_WEIGHTS)
   step = jax.jit(functools.partial(fit_lib.train_step, config=config, losses=absolute, tx=tx))
-  out["step_absolute_depth"] = _time(step, state, data, body_model, repeats=repeats)
+  out["step_absolute_depth"] = _time(step, state, data, batch, body_model, repeats=repeats)
   return {"stages": out, "overflow": overflow,
           "camel_refresh_every": config.camel_refresh_every,
           "setup": {"num_gaussians": config.num_gaussians, "batch_frames": config.batch_frames,

@@ -4,13 +4,16 @@ sequence length.
   python experiments/bench_scaling.py --out=bench_scaling.json --markdown=bench_scaling.md
 
 Every point is measured in a process of its own (so its peak memory is its own): a synthetic
-sequence (default body, ``dance_b``, ``hmr2_like``, ``unidepth_like`` depth, cached), the
-default ``FitConfig`` with one factor changed, ``prepare_data`` (the device copy of every
-frame), and the jitted default ``train_step`` compiled once and then called ``--repeats``
-times on consecutive steps (the minibatch changes every call, as in a fit). Reported: data
-preparation, compilation, median / p10 / p90 step time, the tile overflow of the last step
-and the process's peak resident memory (``ru_maxrss``), with the step time's ratio to the
-default point (measured in the same run).
+sequence (default body, ``dance_b``, ``hmr2_like``, ``unidepth_like`` depth; generated and
+cached on disk beforehand by the parent process, then loaded lazily, frame by frame), the
+default ``FitConfig`` with one factor changed, ``prepare_data`` (one pass over the frames,
+which keeps them prepared in host memory up to ``FitConfig.frame_cache_gb``), and the jitted
+default ``train_step`` compiled once and then called ``--repeats`` times on consecutive
+steps, fed as in a fit (each step's frames prepared on the host while the previous step
+runs; the time of a step includes waiting for its frames). Reported: data preparation,
+compilation, median / p10 / p90 step time, the tile overflow of the last step and the
+process's peak resident memory (``ru_maxrss``), with the step time's ratio to the default
+point (measured in the same run).
 
 Sweeps, one factor at a time around the default fit (256² images fitted at 128²,
 2,000 Gaussians, 4 frames per step, 60 frames):
@@ -21,6 +24,7 @@ Sweeps, one factor at a time around the default fit (256² images fitted at 128�
   overflow column counts the Gaussian-tile pairs dropped);
 * ``frames_per_step``: 1, 2, 4, 8;
 * ``length``: 60, 150, 300, 600 frames of 512² images fitted at 256² (``downsample=2``),
+  and 600 frames without a frame cache (every drawn frame read from disk and prepared again),
   with the time of a full default fit estimated as data preparation + compilation + the
   default number of steps × the median step.
 
@@ -56,7 +60,8 @@ SWEEPS = {
     "resolution": [{"image_size": r, "downsample": 1} for r in (128, 256, 512, 1024)],
     "gaussians": [{"num_gaussians": n} for n in (2000, 20000, 200000)],
     "frames_per_step": [{"batch_frames": b} for b in (1, 2, 4, 8)],
-    "length": [{"num_frames": t, "image_size": 512, "downsample": 2} for t in (60, 150, 300, 600)],
+    "length": [{"num_frames": t, "image_size": 512, "downsample": 2} for t in (60, 150, 300, 600)]
+              + [{"num_frames": 600, "image_size": 512, "downsample": 2, "frame_cache_gb": 0.0}],
 }
 
 
@@ -66,39 +71,45 @@ def measure(point: dict, repeats: int) -> dict:
   import numpy as np  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   from hsjax import body as body_lib  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   from hsjax import fit as fit_lib  # pylint: disable=g-import-not-at-top,import-outside-toplevel
-  from hsjax.data import synthetic_sequence  # pylint: disable=g-import-not-at-top,import-outside-toplevel
 
   t0 = time.perf_counter()
-  sequence = synthetic_sequence("default", seed=0, hmr_noise="hmr2_like", depth="unidepth_like",
-                                num_frames=point["num_frames"], image_size=point["image_size"],
-                                num_eval_views=0, num_novel_pose=0)
+  sequence = _sequence(point)
   t1 = time.perf_counter()
   config = fit_lib.FitConfig(num_gaussians=point["num_gaussians"],
                              batch_frames=point["batch_frames"], downsample=point["downsample"],
-                             progress=False)
+                             frame_cache_gb=point.get("frame_cache_gb", 4.0), progress=False)
   body_model = body_lib.load_body_model(config.body_model)
-  data = fit_lib.prepare_data(sequence, config, body_model)
+  source = fit_lib.FrameSource(sequence, config)
+  data = fit_lib.prepare_data(sequence, config, body_model, source=source)
   jax.block_until_ready(data)
   t2 = time.perf_counter()
   state = fit_lib.init_state(data, config, body_model, jax.random.key(0))
   # Past the warm-up, so that the poses train as in most of a fit.
-  state = state.replace(step=jax.numpy.int32(config.warmup_steps))
+  first = config.warmup_steps
+  state = state.replace(step=jax.numpy.int32(first))
   step = jax.jit(functools.partial(fit_lib.train_step, config=config,
                                    losses=fit_lib.resolve_losses(config),
                                    tx=fit_lib.make_optimizer(config)))
+  # Frames are fed as in a fit: each step's prepared on the host while the previous one runs.
+  feeder = fit_lib.loop.BatchFeeder([source], np.asarray(state.key),
+                                    np.asarray(data.frame_valid), config, batched=False,
+                                    local={0})
   t3 = time.perf_counter()
-  state, out = step(state, data, body_model)
+  state, out = step(state, data, feeder.get(first), body_model)
   jax.block_until_ready(state)
   compile_s = time.perf_counter() - t3
   times = []
-  for _ in range(repeats):
+  for i in range(1, repeats + 1):
     t = time.perf_counter()
-    state, out = step(state, data, body_model)
+    batch = feeder.get(first + i)
+    state, out = step(state, data, batch, body_model)
+    feeder.prefetch(first + i + 1)
     jax.block_until_ready(state)
     times.append(time.perf_counter() - t)
+  feeder.close()
   step_ms = 1000.0 * np.asarray(times)
   rendered = point["image_size"] // point["downsample"]
-  return {**point, "rendered": rendered, "generate_s": round(t1 - t0, 1),
+  return {**point, "rendered": rendered, "load_s": round(t1 - t0, 1),
           "prepare_s": round(t2 - t1, 2), "compile_s": round(compile_s, 1),
           "step_ms": round(float(np.median(step_ms)), 1),
           "step_ms_p10": round(float(np.percentile(step_ms, 10)), 1),
@@ -109,8 +120,17 @@ def measure(point: dict, repeats: int) -> dict:
                                        + config.steps * float(np.median(step_ms)) / 1000, 0)}
 
 
+def _sequence(point: dict):
+  """The point's synthetic sequence (from the cache when generated before)."""
+  from hsjax.data import synthetic_sequence  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  return synthetic_sequence("default", seed=0, hmr_noise="hmr2_like", depth="unidepth_like",
+                            num_frames=point["num_frames"], image_size=point["image_size"],
+                            num_eval_views=0, num_novel_pose=0)
+
+
 def run_point(point: dict, repeats: int) -> dict:
-  """:func:`measure` in a fresh process."""
+  """:func:`measure` in a fresh process (the sequence generated and cached here first)."""
+  _sequence(point)
   cmd = [sys.executable, os.path.abspath(__file__), f"--point={json.dumps(point)}",
          f"--repeats={repeats}"]
   done = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -148,7 +168,8 @@ def main(argv):
       point = {**DEFAULT, **change}
       print(f"{sweep}: {change} ...", flush=True)
       result = run_point(point, _REPEATS.value)
-      rows.append(dict(result, sweep=sweep,
+      label = sweep if point.get("frame_cache_gb", 1.0) > 0 else f"{sweep}, no frame cache"
+      rows.append(dict(result, sweep=label,
                        ratio_to_default=result["step_ms"] / default["step_ms"]))
       print(f"  step {result['step_ms']} ms, peak RSS {result['peak_rss_gb']} GB", flush=True)
   table = markdown(rows)

@@ -293,6 +293,7 @@ class FitFlags:
   depth_focal_power: Any
   backend: Any
   tile_capacity: Any
+  frame_cache_gb: Any
   fit_seed: Any
   progress: Any
 
@@ -345,6 +346,10 @@ def define_fit_flags() -> FitFlags:
       backend=flags.DEFINE_enum("backend", d.backend, list(BACKENDS), "Rasteriser backend."),
       tile_capacity=flags.DEFINE_integer("tile_capacity", d.tile_capacity,
                                          "Gaussians kept per 16x16 tile."),
+      frame_cache_gb=flags.DEFINE_float(
+          "frame_cache_gb", d.frame_cache_gb, "Host memory (GiB per sequence) for prepared "
+          "frames; frames beyond it are read from disk again when a step draws them (0: "
+          "stream every frame).", lower_bound=0.0),
       fit_seed=flags.DEFINE_integer("fit_seed", 0, "Seed of the fit's PRNG key."),
       progress=flags.DEFINE_bool("progress", True, "Show progress bars."),
   )
@@ -374,7 +379,8 @@ def fit_config(f: FitFlags, body_model: str = "default", **overrides):
       avatar_lrs=tuple(dict(fit.FitConfig().avatar_lrs, means=f.means_lr.value).items()),
       camel_refresh_every=f.camel_refresh_every.value, align_depth=f.align_depth.value,
       depth_focal_power=f.depth_focal_power.value,
-      tile_capacity=f.tile_capacity.value, progress=f.progress.value)
+      tile_capacity=f.tile_capacity.value, frame_cache_gb=f.frame_cache_gb.value,
+      progress=f.progress.value)
   # Density control must fit inside the schedule of a short fit.
   d = fit.FitConfig()
   kwargs["densify_from"] = min(d.densify_from, steps)

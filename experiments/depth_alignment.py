@@ -51,24 +51,26 @@ def main(argv):
   if len(argv) > 1:
     raise common.InputError(f"unexpected arguments {argv[1:]} (flags need --name=value)")
   model = body_lib.load_body_model()
-  config = FitConfig()
+  config = FitConfig(depth_focal_power=0.0, align_depth=False, progress=False)
   variants = [(float(p), int(w)) for p in _POWERS.value for w in _WINDOWS.value]
   rows, t0 = {}, time.perf_counter()
   for entry in suite.split_sequences(_SPLIT.value):
     if entry.depth == "none":
       continue
     seq = entry.load(body_model=model)
-    data = fit_data.prepare_data(seq, config, model)
+    source = fit_data.FrameSource(seq, config)
+    data = fit_data.prepare_data(seq, config, model, source=source)  # HMR's, depth as given
+    frames = source.batch(np.arange(data.num_frames))
     init = body_lib.SMPLParams(**{k: np.asarray(getattr(data.init, k))
                                   for k in body_lib.SMPL_PARAM_FIELDS})
     k, w2c = np.asarray(data.K), np.asarray(data.world_to_cam)
+    depth_k = np.asarray(data.depth_K)
     truth_w2c = np.asarray(seq.cameras.world_to_cam)
     hmr = camera_axis_error(model, init, seq.gt, truth_w2c)
     row = {"hmr_mm": hmr}
     for power, window in variants:
-      depth = np.asarray(data.depth) * fit_data.focal_ratio(k, np.asarray(data.depth_K),
-                                                            power)[:, None, None]
-      transl, _ = align.align_translation(model, init, depth, np.asarray(data.masks), k, w2c,
+      depth = frames.depth * fit_data.focal_ratio(k, depth_k, power)[:, None, None]
+      transl, _ = align.align_translation(model, init, depth, frames.mask, k, w2c,
                                           window=window)
       row[f"p{power:g}_w{window}_mm"] = camera_axis_error(
           model, dataclasses.replace(init, transl=transl), seq.gt, truth_w2c)

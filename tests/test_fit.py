@@ -285,9 +285,11 @@ def test_prepare_data_takes_the_depth_intrinsics_of_the_sequence(body_model):
   rescaled = fit_lib.prepare_data(seq, config)
   np.testing.assert_array_equal(rescaled.depth_K, rescaled.K)
   ratio = np.asarray(data.K[:, 0, 0] / data.depth_K[:, 0, 0])
-  valid = np.asarray(data.depth) > 0
-  np.testing.assert_allclose(np.asarray(rescaled.depth)[valid],
-                             (np.asarray(data.depth) * ratio[:, None, None])[valid], rtol=1e-5)
+  depth = fit_lib.FrameSource(seq, as_given).batch(np.arange(3)).depth
+  rescaled_depth = fit_lib.FrameSource(seq, config).batch(np.arange(3)).depth
+  valid = depth > 0
+  np.testing.assert_allclose(rescaled_depth[valid], (depth * ratio[:, None, None])[valid],
+                             rtol=1e-5)
   exact = fit_lib.prepare_data(_sequence(0, num_frames=3), config)
   np.testing.assert_array_equal(exact.depth_K, exact.K)
 

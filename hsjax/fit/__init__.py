@@ -2,8 +2,10 @@
 
 One optimisation step (:func:`hsjax.fit.step.train_step`, a single ``jax.jit``):
 
-1. sample a minibatch of F frames (an epoch-wise random permutation of the valid frames, so
-   every frame is seen once per epoch; the order depends only on the fit key and the step);
+1. take a minibatch of F frames (an epoch-wise random permutation of the valid frames, so
+   every frame is seen once per epoch; the order depends only on the fit key and the step,
+   so the host reads and prepares the next step's frames while a step runs, and only those
+   frames are on the device: :class:`~hsjax.fit.data.FrameSource`);
 2. run the forward stages (``hsjax.forward``): pose them with SMPL, skin the canonical
    Gaussians into each frame and render them (vmapped over frames);
 3. evaluate the loss mapping ``name -> (weight, term)`` (``hsjax.losses``);
@@ -53,7 +55,7 @@ Usage::
   baseline = hsjax.fit(sequence, hsjax.FitConfig().avatar_only(), key=jax.random.key(0))
 
 Modules: :mod:`~hsjax.fit.config` (:class:`FitConfig`), :mod:`~hsjax.fit.data` (the host
-edge: :func:`prepare_data`), :mod:`~hsjax.fit.step` (the pure step) and
+edge: :class:`FrameSource`, :func:`prepare_data`), :mod:`~hsjax.fit.step` (the pure step) and
 :mod:`~hsjax.fit.loop` (the loop, :func:`fit`, :func:`fit_many`). The package itself is
 callable as :func:`fit`: ``hsjax.fit(sequence, config, key=...)`` runs a fit and
 ``hsjax.fit.FitConfig`` names the configuration, so the function and the package share the
@@ -65,6 +67,8 @@ import types
 
 from hsjax.fit.config import FitConfig
 from hsjax.fit.data import FitData
+from hsjax.fit.data import FrameBatch
+from hsjax.fit.data import FrameSource
 from hsjax.fit.data import prepare_data
 from hsjax.fit.loop import FitDivergedError
 from hsjax.fit.loop import FitProgress
@@ -77,6 +81,7 @@ from hsjax.fit.step import FitState
 from hsjax.fit.step import init_state
 from hsjax.fit.step import make_optimizer
 from hsjax.fit.step import resolve_losses
+from hsjax.fit.step import step_frames
 from hsjax.fit.step import train_step
 
 __all__ = [
@@ -87,6 +92,8 @@ __all__ = [
     "FitProgress",
     "FitResult",
     "FitState",
+    "FrameBatch",
+    "FrameSource",
     "fit",
     "fit_many",
     "init_state",
@@ -94,6 +101,7 @@ __all__ = [
     "pose_error_callback",
     "prepare_data",
     "resolve_losses",
+    "step_frames",
     "train_step",
 ]
 

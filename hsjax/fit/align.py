@@ -60,15 +60,23 @@ def depth_offsets(vertices: np.ndarray, depth: np.ndarray, masks: np.ndarray, K:
     world_to_cam: [T, 4, 4].
     min_pixels: fewer person pixels with both depths than this gives NaN.
   """
-  num_frames, height, width = depth.shape
-  out = np.full(num_frames, np.nan)
-  for t in range(num_frames):
-    rot, trans = world_to_cam[t, :3, :3], world_to_cam[t, :3, 3]
-    zbuf = surface_depth(vertices[t] @ rot.T + trans, K[t], height, width)
-    both = np.isfinite(zbuf) & (masks[t] > 0.5) & (depth[t] > 0)
-    if both.sum() >= min_pixels:
-      out[t] = np.median(depth[t][both]) - np.median(zbuf[both])
-  return out
+  return np.array([frame_depth_offset(vertices[t], depth[t], masks[t], K[t], world_to_cam[t],
+                                      min_pixels=min_pixels) for t in range(depth.shape[0])],
+                  np.float64)
+
+
+def frame_depth_offset(vertices: np.ndarray, depth: np.ndarray, mask: np.ndarray,
+                       K: np.ndarray, world_to_cam: np.ndarray, *, min_pixels: int = 20
+                       ) -> float:
+  """:func:`depth_offsets` of one frame: vertices [V, 3], depth / mask [H, W], K [3, 3],
+  world_to_cam [4, 4] -> metres, NaN without evidence."""
+  height, width = depth.shape
+  rot, trans = world_to_cam[:3, :3], world_to_cam[:3, 3]
+  zbuf = surface_depth(vertices @ rot.T + trans, K, height, width)
+  both = np.isfinite(zbuf) & (mask > 0.5) & (depth > 0)
+  if both.sum() < min_pixels:
+    return float("nan")
+  return float(np.median(depth[both]) - np.median(zbuf[both]))
 
 
 def smooth_offsets(offsets: np.ndarray, window: int = 5) -> np.ndarray:
@@ -103,11 +111,16 @@ def align_translation(body_model: body_lib.BodyModel, params: SMPLParams, depth:
   vertices, joints = body_lib.pose_frames_host(body_model, params)
   offsets = smooth_offsets(depth_offsets(vertices, np.asarray(depth), np.asarray(masks),
                                          np.asarray(K), np.asarray(world_to_cam)), window)
+  return slide_along_rays(params.transl, joints[:, 0], offsets, world_to_cam), offsets
+
+
+def slide_along_rays(transl: np.ndarray, pelvis: np.ndarray, offsets: np.ndarray,
+                     world_to_cam: np.ndarray) -> np.ndarray:
+  """[T, 3] float32 ``transl`` moved so that each pelvis ([T, 3], world) keeps its pixel and
+  its camera depth changes by ``offsets`` [T] metres (world_to_cam [T, 4, 4])."""
   rot = np.asarray(world_to_cam)[:, :3, :3].astype(np.float64)
   trans = np.asarray(world_to_cam)[:, :3, 3].astype(np.float64)
-  pelvis_cam = np.einsum("tij,tj->ti", rot, joints[:, 0]) + trans
-  # Along the ray: the pelvis keeps its pixel, its depth changes by the offset.
+  pelvis_cam = np.einsum("tij,tj->ti", rot, pelvis) + trans
   moved = pelvis_cam * ((pelvis_cam[:, 2] + offsets) / pelvis_cam[:, 2])[:, None]
   shift_world = np.einsum("tji,tj->ti", rot, moved - pelvis_cam)
-  transl = np.asarray(params.transl, np.float64) + shift_world
-  return transl.astype(np.float32), offsets
+  return (np.asarray(transl, np.float64) + shift_world).astype(np.float32)

@@ -94,6 +94,12 @@ class FitConfig:
   # pelvis so that its visible surface meets the observed depth (median over the person's
   # pixels; hsjax.fit.align). HMR's depth error is its largest.
   align_depth: bool = True
+  # --- frames
+  # Host memory (GiB, per sequence) for prepared frames (fitted size, float32: 1.3 MB a frame
+  # at 256² with depth). Frames beyond it are read and prepared again from the sequence each
+  # time a step draws them (prefetched while the previous step runs); device memory holds
+  # only the frames of one step either way.
+  frame_cache_gb: float = 4.0
   # --- bookkeeping
   log_every: int = 10  # steps between history records / progress-bar refreshes.
   eval_every: int = 0  # steps between evaluation callbacks (0: only at the end).
@@ -113,6 +119,8 @@ class FitConfig:
       raise ValueError(f"FitConfig.num_gaussians must be >= 1, found {self.num_gaussians}")
     if self.downsample < 1:
       raise ValueError(f"FitConfig.downsample must be an integer >= 1, found {self.downsample}")
+    if self.frame_cache_gb < 0:
+      raise ValueError(f"FitConfig.frame_cache_gb must be >= 0, found {self.frame_cache_gb}")
     if len(self.background) != 3:
       raise ValueError(f"FitConfig.background must be 3 floats (RGB), found {self.background}")
 
@@ -138,5 +146,5 @@ class FitConfig:
 
 
 # Fields that may differ between a checkpoint and the fit resuming from it.
-RESUMABLE_FIELDS = ("progress", "log_every", "eval_every", "checkpoint_every",
-                     "keep_checkpoints")
+RESUMABLE_FIELDS = ("frame_cache_gb", "progress", "log_every", "eval_every",
+                    "checkpoint_every", "keep_checkpoints")

@@ -1,16 +1,30 @@
-"""The host edge of a fit: a ``hsjax.data.Sequence`` becomes :class:`FitData` on device.
+"""The host edge of a fit: a ``hsjax.data.Sequence`` becomes the arrays a step reads.
 
-Everything here runs once, before the first step, in numpy: validation (naming the field,
-the expected and the found shape), compositing over the background, downsampling with the
-intrinsics that match, and padding of subjects to a common length for ``fit_many``.
+Two parts, because a sequence's frames may not fit in memory at once:
+
+* :class:`FrameSource` prepares frames on the host, one at a time: validation (naming the
+  field, the frame, the expected and the found value), compositing over the background
+  outside the mask, the depth's focal rescaling, and downsampling with the intrinsics that
+  match. It keeps prepared frames in host memory up to ``FitConfig.frame_cache_gb`` and
+  reads the others again from the sequence (lazily loaded files) when a step needs them. The
+  fit puts only each step's F frames on the device (:class:`FrameBatch`), so device memory
+  is bounded by the frames per step, not by the length of the sequence.
+* :class:`FitData`, the small per-frame arrays that stay on the device for the whole fit
+  (cameras, the HMR initialisation, keypoints), made by :func:`prepare_data` in one pass over
+  the frames (which also measures the avatar's initial colour and aligns the initial depth).
+
+Multi-subject fits pad subjects to a common length (:func:`pad_frames`).
 """
 
 from __future__ import annotations
+
+import threading
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
+import tqdm
 
 from hsjax import body as body_lib
 from hsjax.body import BodyModel
@@ -22,15 +36,13 @@ from hsjax.fit.config import FitConfig
 
 @flax.struct.dataclass(kw_only=True)
 class FitData:
-  """The observations of one subject on device (a leading S axis in multi-subject fits)."""
+  """The per-frame parameters of one subject on device (a leading S axis in multi-subject
+  fits); the frames themselves come a step at a time (:class:`FrameBatch`)."""
 
-  images: jax.Array  # [T, H, W, 3] in [0, 1], composited over the background outside the mask.
-  masks: jax.Array  # [T, H, W] person masks in [0, 1].
-  depth: jax.Array  # [T, H, W] metres (0 = invalid); zeros when the sequence has none.
   depth_weight: jax.Array  # [] 1.0 when the sequence has depth, else 0.0.
   depth_is_metric: jax.Array  # [] 1.0 for metric depth (metres), 0.0 for relative depth.
-  K: jax.Array  # [T, 3, 3] intrinsics per frame, pixels.
-  # [T, 3, 3] intrinsics to unproject `depth` with: the sequence's depth_K (a monocular
+  K: jax.Array  # [T, 3, 3] intrinsics per frame, pixels of the fitted (downsampled) images.
+  # [T, 3, 3] intrinsics to unproject the depth with: the sequence's depth_K (a monocular
   # network's own estimate) when present, else K.
   depth_K: jax.Array
   world_to_cam: jax.Array  # [T, 4, 4] OpenCV extrinsics per frame.
@@ -40,6 +52,7 @@ class FitData:
   keypoints: jax.Array
   keypoint_conf: jax.Array  # [T, 24] confidence in [0, 1]; all 0 without keypoints.
   frame_valid: jax.Array  # [T] bool; False on padding frames (multi-subject fits).
+  mean_color: jax.Array  # [3] mean RGB over the person's pixels of every frame.
   width: int = flax.struct.field(pytree_node=False)  # W, pixels.
   height: int = flax.struct.field(pytree_node=False)  # H, pixels.
 
@@ -53,40 +66,137 @@ class FitData:
                   height=self.height)
 
 
+@flax.struct.dataclass(kw_only=True)
+class FrameBatch:
+  """The prepared frames of one step (a leading S axis in multi-subject fits)."""
+
+  frames: jax.Array  # [F] int32 frame indices in the sequence.
+  image: jax.Array  # [F, H, W, 3] in [0, 1], composited over the background outside the mask.
+  mask: jax.Array  # [F, H, W] person masks in [0, 1].
+  depth: jax.Array  # [F, H, W] metres (0 = invalid); zeros when the sequence has none.
+
+
 def _check(cond: bool, message: str):
   if not cond:
     raise ValueError(message)
 
 
-def prepare_data(sequence, config: FitConfig, body_model: BodyModel | None = None) -> FitData:
-  """Turns a ``hsjax.data.Sequence`` into a :class:`FitData` on device.
+class FrameSource:
+  """A sequence's frames as the fit sees them, prepared on the host on demand.
 
-  Validates shapes (naming the field, expected and found) and composites the images over
-  ``config.background`` outside the mask when ``config.mask_background``. With
-  ``config.align_depth`` and metric depth, the initial translation is aligned to the depth
-  (:func:`hsjax.fit.align.align_translation`; ``body_model`` poses the body, default
+  ``frame(t)`` returns frame ``t``'s (image [H, W, 3], mask [H, W], depth [H, W]) at the
+  fitted size: composited over ``config.background`` outside the mask when
+  ``config.mask_background``, metric depth with its own intrinsics multiplied by
+  :func:`focal_ratio`, non-finite depth set to 0 (invalid), then area-downsampled by
+  ``config.downsample``. Prepared frames are kept while they fit in
+  ``config.frame_cache_gb``; the others are prepared again from the sequence when asked for.
+  Safe to call from a prefetching thread.
+  """
+
+  def __init__(self, sequence, config: FitConfig):
+    images, masks = sequence.images, sequence.masks
+    _check(len(images.shape) == 4 and images.shape[-1] == 3,
+           f"sequence.images: expected [T, H, W, 3], found {tuple(images.shape)}")
+    t, h, w, _ = images.shape
+    _check(tuple(masks.shape) == (t, h, w),
+           f"sequence.masks: expected {(t, h, w)}, found {tuple(masks.shape)}")
+    self._depth = getattr(sequence, "depth", None)
+    if self._depth is not None:
+      _check(tuple(self._depth.shape) == (t, h, w),
+             f"sequence.depth: expected {(t, h, w)}, found {tuple(self._depth.shape)}")
+    kind = getattr(sequence, "depth_kind", "metric") or "metric"
+    if kind not in ("metric", "relative"):
+      raise ValueError(f"sequence.depth_kind: expected 'metric' or 'relative', found {kind!r}")
+    if h % config.downsample or w % config.downsample:
+      raise ValueError(f"FitConfig.downsample={config.downsample} must divide the image size "
+                       f"{(w, h)}")
+    self._images, self._masks = images, masks
+    self.depth_kind = kind
+    self.num_frames = t
+    self.height, self.width = h // config.downsample, w // config.downsample
+    self._factor = config.downsample
+    self._background = (np.asarray(config.background, np.float32)
+                        if config.mask_background else None)
+    self._depth_scale = np.ones(t, np.float32)
+    depth_k = getattr(sequence, "depth_K", None)
+    if (depth_k is not None and self._depth is not None and kind == "metric"
+        and config.depth_focal_power):
+      k = np.broadcast_to(np.asarray(sequence.cameras.K, np.float32), (t, 3, 3))
+      depth_k = np.broadcast_to(np.asarray(depth_k, np.float32), (t, 3, 3))
+      self._depth_scale = focal_ratio(k, depth_k, config.depth_focal_power)
+    self._cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    self._cache_bytes = 0
+    self._budget = int(config.frame_cache_gb * 2**30)
+    self._lock = threading.Lock()
+
+  @property
+  def has_depth(self) -> bool:
+    return self._depth is not None
+
+  @property
+  def cached_frames(self) -> int:
+    return len(self._cache)
+
+  def frame(self, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frame ``t`` prepared: image [H, W, 3], mask [H, W], depth [H, W] (fitted size)."""
+    cached = self._cache.get(t)
+    if cached is not None:
+      return cached
+    prepared = self._prepare(t)
+    size = sum(x.nbytes for x in prepared)
+    with self._lock:
+      if t not in self._cache and self._cache_bytes + size <= self._budget:
+        self._cache[t] = prepared
+        self._cache_bytes += size
+    return prepared
+
+  def batch(self, frames: np.ndarray) -> FrameBatch:
+    """The prepared frames ``frames`` ([F] indices) as a numpy :class:`FrameBatch`."""
+    images, masks, depths = zip(*(self.frame(int(t)) for t in frames))
+    return FrameBatch(frames=np.asarray(frames, np.int32), image=np.stack(images),
+                      mask=np.stack(masks), depth=np.stack(depths))
+
+  def empty_batch(self, num_frames: int) -> FrameBatch:
+    """Zeros shaped like :meth:`batch` of ``num_frames`` frames (rows another process holds)."""
+    h, w = self.height, self.width
+    return FrameBatch(frames=np.zeros(num_frames, np.int32),
+                      image=np.zeros((num_frames, h, w, 3), np.float32),
+                      mask=np.zeros((num_frames, h, w), np.float32),
+                      depth=np.zeros((num_frames, h, w), np.float32))
+
+  def _prepare(self, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    image = np.asarray(self._images[t], np.float32)
+    mask = np.asarray(self._masks[t], np.float32)
+    if image.max(initial=0.0) > 1.0 + 1e-3:
+      raise ValueError(f"sequence.images: expected floats in [0, 1], found max {image.max()} "
+                       f"in frame {t}")
+    if self._depth is None:
+      depth = np.zeros(mask.shape, np.float32)
+    else:
+      depth = np.asarray(self._depth[t], np.float32)
+      depth = np.where(np.isfinite(depth), depth, 0.0) * self._depth_scale[t]
+    if self._background is not None:
+      image = image * mask[..., None] + self._background * (1.0 - mask[..., None])
+    if self._factor > 1:
+      image, mask, depth = (x[0] for x in _downsample(image[None], mask[None], depth[None],
+                                                      self._factor))
+    return image.astype(np.float32), mask.astype(np.float32), depth.astype(np.float32)
+
+
+def prepare_data(sequence, config: FitConfig, body_model: BodyModel | None = None, *,
+                 source: FrameSource | None = None) -> FitData:
+  """The :class:`FitData` of a ``hsjax.data.Sequence``, after one pass over its frames.
+
+  Validates shapes (naming the field, expected and found) and every frame (through
+  ``source``, default ``FrameSource(sequence, config)``, whose cache the pass fills). The pass
+  measures the mean colour of the person and, with ``config.align_depth`` and metric depth,
+  aligns the initial translation to the depth frame by frame
+  (:func:`hsjax.fit.align.frame_depth_offset`; ``body_model`` poses the body, default
   ``load_body_model(config.body_model)``).
   """
-  images = np.asarray(sequence.images, np.float32)
-  _check(images.ndim == 4 and images.shape[-1] == 3,
-         f"sequence.images: expected [T, H, W, 3], found {images.shape}")
-  t, h, w, _ = images.shape
-  if images.max(initial=0.0) > 1.0 + 1e-3:
-    raise ValueError(f"sequence.images: expected floats in [0, 1], found max {images.max()}")
-  masks = np.asarray(sequence.masks, np.float32)
-  _check(masks.shape == (t, h, w), f"sequence.masks: expected {(t, h, w)}, found {masks.shape}")
-  if getattr(sequence, "depth", None) is None:
-    depth = np.zeros((t, h, w), np.float32)
-    depth_weight = 0.0
-  else:
-    depth = np.asarray(sequence.depth, np.float32)
-    _check(depth.shape == (t, h, w),
-           f"sequence.depth: expected {(t, h, w)}, found {depth.shape}")
-    depth = np.where(np.isfinite(depth), depth, 0.0)
-    depth_weight = 1.0
-  kind = getattr(sequence, "depth_kind", "metric") or "metric"
-  if kind not in ("metric", "relative"):
-    raise ValueError(f"sequence.depth_kind: expected 'metric' or 'relative', found {kind!r}")
+  source = FrameSource(sequence, config) if source is None else source
+  t = source.num_frames
+  h, w = source.height * config.downsample, source.width * config.downsample
   cams = sequence.cameras
   k = np.broadcast_to(np.asarray(cams.K, np.float32), (t, 3, 3))
   w2c = np.broadcast_to(np.asarray(cams.world_to_cam, np.float32), (t, 4, 4))
@@ -104,9 +214,6 @@ def prepare_data(sequence, config: FitConfig, body_model: BodyModel | None = Non
     betas = betas.mean(axis=0)
   _check(t >= config.batch_frames,
          f"sequence has {t} frames, fewer than FitConfig.batch_frames={config.batch_frames}")
-  if config.mask_background:
-    bg = np.asarray(config.background, np.float32)
-    images = images * masks[..., None] + bg * (1.0 - masks[..., None])
   depth_k = k
   if getattr(sequence, "depth_K", None) is not None:
     depth_k = np.asarray(sequence.depth_K, np.float32)
@@ -114,30 +221,53 @@ def prepare_data(sequence, config: FitConfig, body_model: BodyModel | None = Non
            f"sequence.depth_K: expected [3, 3] or {[t, 3, 3]}, found "
            f"{list(depth_k.shape)}")
     depth_k = np.broadcast_to(depth_k, (t, 3, 3))
-    if config.depth_focal_power and kind == "metric" and depth_weight > 0:
-      depth = depth * focal_ratio(k, depth_k, config.depth_focal_power)[:, None, None]
-      depth_k = k
-  if config.downsample > 1:
-    images, masks, depth, k = _downsample(images, masks, depth, k, config.downsample)
-    depth_k = _scale_intrinsics(depth_k, config.downsample)
-    h, w = masks.shape[1:]
+    if config.depth_focal_power and source.depth_kind == "metric" and source.has_depth:
+      depth_k = k  # the source rescales the depth to the camera's focal length
+  k = _scale_intrinsics(k, config.downsample)
+  depth_k = _scale_intrinsics(depth_k, config.downsample)
   keypoints, keypoint_conf = _keypoints(sequence, t, config.downsample)
   init = SMPLParams(betas=jnp.asarray(betas),
                     body_pose=jnp.asarray(hmr.body_pose, jnp.float32),
                     global_orient=jnp.asarray(hmr.global_orient, jnp.float32),
                     transl=jnp.asarray(hmr.transl, jnp.float32))
-  if config.align_depth and depth_weight > 0 and kind == "metric":
+  align_depth = config.align_depth and source.has_depth and source.depth_kind == "metric"
+  vertices = None
+  if align_depth:
     if body_model is None:
       body_model = body_lib.load_body_model(config.body_model)
-    transl, _ = align.align_translation(body_model, init, depth, masks, k, w2c)
-    init = init.replace(transl=jnp.asarray(transl))
-  return FitData(images=jnp.asarray(images), masks=jnp.asarray(masks),
-                 depth=jnp.asarray(depth), depth_weight=jnp.asarray(depth_weight, jnp.float32),
-                 depth_is_metric=jnp.asarray(float(kind == "metric"), jnp.float32),
+    vertices, joints = body_lib.pose_frames_host(body_model, init)
+  mean_color, offsets = _frames_pass(source, vertices, k, w2c, progress=config.progress)
+  if align_depth:
+    init = init.replace(transl=jnp.asarray(align.slide_along_rays(
+        init.transl, joints[:, 0], align.smooth_offsets(offsets, 1), w2c)))
+  return FitData(depth_weight=jnp.asarray(float(source.has_depth), jnp.float32),
+                 depth_is_metric=jnp.asarray(float(source.depth_kind == "metric"),
+                                             jnp.float32),
                  K=jnp.asarray(k), depth_K=jnp.asarray(depth_k),
                  world_to_cam=jnp.asarray(w2c), init=init,
                  keypoints=jnp.asarray(keypoints), keypoint_conf=jnp.asarray(keypoint_conf),
-                 frame_valid=jnp.ones((t,), bool), width=w, height=h)
+                 frame_valid=jnp.ones((t,), bool), mean_color=jnp.asarray(mean_color),
+                 width=source.width, height=source.height)
+
+
+def _frames_pass(source: FrameSource, vertices: np.ndarray | None, k: np.ndarray,
+                 w2c: np.ndarray, *, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+  """One pass over every prepared frame: (mean person colour [3], depth offsets [T]).
+
+  With the initial body's ``vertices`` [T, V, 3] (world), the offsets are
+  :func:`hsjax.fit.align.frame_depth_offset` (metres, NaN where a frame has no evidence);
+  without, all NaN. ``k`` [T, 3, 3] are the fitted images' intrinsics, ``w2c`` [T, 4, 4].
+  """
+  t = source.num_frames
+  color_sum, mask_sum = np.zeros(3, np.float64), 0.0
+  offsets = np.full(t, np.nan)
+  for i in tqdm.tqdm(range(t), desc="frames", disable=not progress or t < 100, leave=False):
+    image, mask, depth = source.frame(i)
+    color_sum += np.einsum("hwc,hw->c", image, mask, dtype=np.float64)
+    mask_sum += float(mask.sum(dtype=np.float64))
+    if vertices is not None:
+      offsets[i] = align.frame_depth_offset(vertices[i], depth, mask, k[i], w2c[i])
+  return (color_sum / max(mask_sum, 1.0)).astype(np.float32), offsets
 
 
 def focal_ratio(k: np.ndarray, depth_k: np.ndarray, power: float) -> np.ndarray:
@@ -165,16 +295,14 @@ def _keypoints(sequence, t: int, factor: int) -> tuple[np.ndarray, np.ndarray]:
   return xy.astype(np.float32), conf.astype(np.float32)
 
 
-def _downsample(images, masks, depth, k, factor: int):
-  """Area-averages [T, H, W, ...] by ``factor`` and rescales ``K`` to match.
+def _downsample(images, masks, depth, factor: int):
+  """Area-averages images [T, H, W, 3], masks and depth [T, H, W] by ``factor``.
 
   With pixel centres at ``+0.5`` (hsjax's convention), an image downsampled by block averages
-  is seen by ``diag(1/f, 1/f, 1) K``: focal lengths and principal point scale alike. Depth is
-  averaged over the valid (> 0) pixels of a block and is valid where at least half are.
+  is seen by ``diag(1/f, 1/f, 1) K`` (:func:`_scale_intrinsics`). Depth is averaged over the
+  valid (> 0) pixels of a block and is valid where at least half are.
   """
   t, h, w = masks.shape
-  if h % factor or w % factor:
-    raise ValueError(f"FitConfig.downsample={factor} must divide the image size {(w, h)}")
 
   def blocks(x):
     return x.reshape(t, h // factor, factor, w // factor, factor, *x.shape[3:])
@@ -185,7 +313,7 @@ def _downsample(images, masks, depth, k, factor: int):
   depth_sum = blocks(depth).sum(axis=(2, 4))
   count = valid.sum(axis=(2, 4))
   depth = np.where(count >= factor * factor / 2.0, depth_sum / np.maximum(count, 1.0), 0.0)
-  return images, masks, depth.astype(np.float32), _scale_intrinsics(k, factor)
+  return images, masks, depth.astype(np.float32)
 
 
 def _scale_intrinsics(k: np.ndarray, factor: int) -> np.ndarray:
@@ -203,8 +331,7 @@ def pad_frames(data: FitData, num_frames: int) -> FitData:
   def take(x):
     return x[idx] if (hasattr(x, "ndim") and x.ndim >= 1 and x.shape[0] == t) else x
 
-  padded = data.replace(images=take(data.images), masks=take(data.masks),
-                        depth=take(data.depth), K=take(data.K), depth_K=take(data.depth_K),
+  padded = data.replace(K=take(data.K), depth_K=take(data.depth_K),
                         world_to_cam=take(data.world_to_cam),
                         keypoints=take(data.keypoints), keypoint_conf=take(data.keypoint_conf),
                         init=data.init.replace(body_pose=take(data.init.body_pose),

@@ -9,6 +9,7 @@ killed and resumed from its last checkpoint ends bit for bit where an uninterrup
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
 import time
@@ -30,6 +31,8 @@ from hsjax.fit import multihost
 from hsjax.fit.config import RESUMABLE_FIELDS
 from hsjax.fit.config import FitConfig
 from hsjax.fit.data import FitData
+from hsjax.fit.data import FrameBatch
+from hsjax.fit.data import FrameSource
 from hsjax.fit.data import pad_frames
 from hsjax.fit.data import prepare_data
 from hsjax.fit.step import FitParams
@@ -39,6 +42,7 @@ from hsjax.fit.step import camel_nearest_for
 from hsjax.fit.step import init_state
 from hsjax.fit.step import make_optimizer
 from hsjax.fit.step import resolve_losses
+from hsjax.fit.step import step_frames
 from hsjax.fit.step import train_step
 
 
@@ -164,11 +168,11 @@ def _compiled_step(config: FitConfig, losses_items: tuple, batched: bool, mesh):
   step_fn = functools.partial(train_step, config=config, losses=dict(losses_items),
                               tx=make_optimizer(config))
   if batched:
-    step_fn = jax.vmap(step_fn, in_axes=(0, 0, None))
+    step_fn = jax.vmap(step_fn, in_axes=(0, 0, 0, None))
   if mesh is None:
     return jax.jit(step_fn)
   sharded, replicated = _shardings(mesh)
-  return jax.jit(step_fn, in_shardings=(sharded, sharded, replicated),
+  return jax.jit(step_fn, in_shardings=(sharded, sharded, sharded, replicated),
                  out_shardings=(sharded, sharded))
 
 
@@ -178,16 +182,65 @@ def _shardings(mesh):
   return sharded, replicated
 
 
-def _run(state: FitState, data: FitData, body_model: body_lib.BodyModel, config: FitConfig,
-         losses: dict, *, batched: bool, mesh=None, checkpoints,
-         callbacks: Sequence[Callback], history: dict | None) -> tuple[FitState, dict]:
-  """Runs the loop from ``state.step`` to ``config.steps``; shared by fit and fit_many."""
+class BatchFeeder:
+  """Prepares each step's frames on the host, one step ahead, in a background thread.
+
+  A step's frames are a pure function of the fit's key and the step
+  (:func:`hsjax.fit.step.step_frames`), so the next step's batch is read and prepared while
+  the current step runs. Subjects held by other processes get zeros (their rows are never
+  put on this process's devices).
+  """
+
+  def __init__(self, sources: Sequence[FrameSource], key_data: np.ndarray,
+               frame_valid: np.ndarray, config: FitConfig, *, batched: bool,
+               local: set[int]):
+    sample = jax.vmap(step_frames, in_axes=(0, None, 0, None)) if batched else step_frames
+    self._sample = jax.jit(sample, static_argnums=3)
+    self._sources, self._key_data, self._frame_valid = sources, key_data, frame_valid
+    self._batch_frames, self._batched, self._local = config.batch_frames, batched, local
+    self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    self._pending: dict[int, concurrent.futures.Future] = {}
+
+  def prefetch(self, step: int):
+    if step not in self._pending:
+      self._pending[step] = self._pool.submit(self._make, step)
+
+  def get(self, step: int) -> FrameBatch:
+    """The numpy :class:`FrameBatch` of ``step`` (a leading S axis when batched)."""
+    self.prefetch(step)
+    return self._pending.pop(step).result()
+
+  def close(self):
+    self._pool.shutdown(wait=True, cancel_futures=True)
+
+  def _make(self, step: int) -> FrameBatch:
+    frames = np.asarray(self._sample(self._key_data, np.int32(step), self._frame_valid,
+                                     self._batch_frames))
+    if not self._batched:
+      return self._sources[0].batch(frames)
+    rows = [source.batch(frames[s]) if s in self._local else
+            source.empty_batch(self._batch_frames) for s, source in enumerate(self._sources)]
+    return jax.tree_util.tree_map(lambda *xs: np.stack(xs), *rows)
+
+
+def _run(state: FitState, data: FitData, sources: Sequence[FrameSource],
+         body_model: body_lib.BodyModel, config: FitConfig, losses: dict, *, batched: bool,
+         mesh=None, checkpoints, callbacks: Sequence[Callback], history: dict | None
+         ) -> tuple[FitState, dict]:
+  """Runs the loop from ``state.step`` to ``config.steps``; shared by fit and fit_many.
+
+  ``sources`` are the subjects' frames (one for :func:`fit`), fed to the step a minibatch at
+  a time.
+  """
   try:
     jitted = _compiled_step(_numerics_key(config), tuple(losses.items()), batched, mesh)
   except TypeError:  # an unhashable weight or term: no caching
     jitted = _compiled_step.__wrapped__(config, tuple(losses.items()), batched, mesh)
+  key_data, frame_valid = multihost.to_host((state.key, data.frame_valid))
+  local = set(range(len(sources)))
   if mesh is not None:
     sharded, replicated = _shardings(mesh)
+    local = multihost.local_rows(sharded, len(sources))
     state = multihost.put(state, sharded)
     data = multihost.put(data, sharded)
     body_model = multihost.put(body_model, replicated)
@@ -210,9 +263,15 @@ def _run(state: FitState, data: FitData, body_model: body_lib.BodyModel, config:
 
   bar = tqdm.tqdm(total=config.steps, initial=start, disable=not config.progress,
                   desc="fit", dynamic_ncols=True, leave=True)
+  feeder = BatchFeeder(sources, key_data, frame_valid, config, batched=batched, local=local)
   try:
     for step in range(start, config.steps):
-      new_state, out = jitted(state, data, body_model)
+      batch = feeder.get(step)
+      if mesh is not None:
+        batch = multihost.put(batch, sharded)
+      new_state, out = jitted(state, data, batch, body_model)
+      if step + 1 < config.steps:
+        feeder.prefetch(step + 1)  # read while this step runs
       # Every step reads only what the finiteness check needs; the term values are read when
       # logged. Gathered from every process, so all of them stop and log alike.
       grads_finite, total = multihost.to_host((out.grads_finite, out.total))
@@ -249,6 +308,7 @@ def _run(state: FitState, data: FitData, body_model: body_lib.BodyModel, config:
           and done % config.checkpoint_every == 0):
         last_ckpt = checkpoints.save(done, state, history, config)
   finally:
+    feeder.close()
     bar.close()
   run_callbacks(state, config.steps)
   if checkpoints is not None:
@@ -284,8 +344,9 @@ def pose_error_callback(body_model: body_lib.BodyModel, gt: SMPLParams,
 def _prepare(sequence, config: FitConfig, losses, body_model):
   if body_model is None:
     body_model = body_lib.load_body_model(config.body_model)
-  return (prepare_data(sequence, config, body_model), resolve_losses(config, losses),
-          body_model)
+  source = FrameSource(sequence, config)
+  return (source, prepare_data(sequence, config, body_model, source=source),
+          resolve_losses(config, losses), body_model)
 
 
 def _initial_or_restored(make_state: Callable[[], FitState], config: FitConfig,
@@ -324,7 +385,7 @@ def fit(sequence, config: FitConfig = FitConfig(), *, key: jax.Array,
     FitDivergedError: when a loss term or gradient becomes non-finite; the message names the
       term(s) and the step, and no checkpoint is written for the bad state.
   """
-  data, losses, body_model = _prepare(sequence, config, losses, body_model)
+  source, data, losses, body_model = _prepare(sequence, config, losses, body_model)
   callbacks = list(callbacks)
   if getattr(sequence, "gt", None) is not None:
     callbacks.insert(0, pose_error_callback(body_model, sequence.gt))
@@ -332,7 +393,7 @@ def fit(sequence, config: FitConfig = FitConfig(), *, key: jax.Array,
                  ckpt_lib.FitCheckpoints(checkpoint_dir, config.keep_checkpoints))
   state, history = _initial_or_restored(
       lambda: init_state(data, config, body_model, key), config, checkpoints)
-  state, history = _run(state, data, body_model, config, losses, batched=False,
+  state, history = _run(state, data, [source], body_model, config, losses, batched=False,
                         checkpoints=checkpoints, callbacks=callbacks, history=history)
   avatar = avatar_lib.combine(state.params.avatar, state.buffers)
   return FitResult(avatar=avatar, poses=state.params.poses, history=history, config=config,
@@ -405,7 +466,14 @@ def fit_many(sequences: Sequence[Any], config: FitConfig = FitConfig(), *,
   if body_model is None:
     body_model = body_lib.load_body_model(config.body_model)
   losses = resolve_losses(config, losses)
-  datas = [prepare_data(s, config, body_model) for s in sequences]
+  local = (set(range(len(sequences))) if mesh is None else
+           multihost.local_rows(_shardings(mesh)[0], len(sequences)))
+  # Frames of subjects another process fits are read once (for validation) but not cached.
+  sources = [FrameSource(s, config if i in local else dataclasses.replace(config,
+                                                                          frame_cache_gb=0.0))
+             for i, s in enumerate(sequences)]
+  datas = [prepare_data(s, config, body_model, source=src)
+           for s, src in zip(sequences, sources)]
   sizes = {(d.width, d.height) for d in datas}
   if len(sizes) != 1:
     raise ValueError(f"fit_many: all sequences must share one image size, found {sorted(sizes)}")
@@ -421,8 +489,8 @@ def fit_many(sequences: Sequence[Any], config: FitConfig = FitConfig(), *,
                  ckpt_lib.SubjectCheckpoints(checkpoint_dir, config.keep_checkpoints,
                                              len(sequences), mesh))
   state, history = _initial_or_restored(make_state, config, checkpoints)
-  state, history = _run(state, data, body_model, config, losses, batched=True, mesh=mesh,
-                        checkpoints=checkpoints, callbacks=list(callbacks),
+  state, history = _run(state, data, sources, body_model, config, losses, batched=True,
+                        mesh=mesh, checkpoints=checkpoints, callbacks=list(callbacks),
                         history=history)
   history["num_frames"] = lengths
   avatar = avatar_lib.combine(state.params.avatar, state.buffers)

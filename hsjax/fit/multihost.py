@@ -83,6 +83,15 @@ def put(tree: Any, sharding: jax.sharding.Sharding) -> Any:
   return jax.tree_util.tree_map(one, tree)
 
 
+def local_rows(sharding: jax.sharding.Sharding, num_rows: int) -> set[int]:
+  """The rows (of an array with ``num_rows`` leading rows) that this process's devices hold
+  under ``sharding``."""
+  rows = set()
+  for index in sharding.addressable_devices_indices_map((num_rows,)).values():
+    rows.update(range(num_rows)[index[0]])
+  return rows
+
+
 def local_subjects(tree: Any, num_subjects: int) -> dict[int, Any]:
   """The subjects whose rows live on this process's devices, as host pytrees.
 

@@ -1,9 +1,11 @@
-"""One optimisation step, pure: ``train_step(state, data, body_model) -> (state, output)``.
+"""One optimisation step, pure: ``train_step(state, data, batch, body_model) -> (state, out)``.
 
 The trainable pytree (:class:`FitParams`: the avatar's parameters and the per-frame poses),
 the complete state a checkpoint holds (:class:`FitState`), the optimiser that gives every
-parameter group its own learning rate and schedule (:func:`make_optimizer`), and the step
-itself: sample frames, run the forward stages, evaluate the loss, update with Optax.
+parameter group its own learning rate and schedule (:func:`make_optimizer`), the frames each
+step draws (:func:`sample_frames`, evaluated by the host, which feeds their observations as a
+:class:`~hsjax.fit.data.FrameBatch`), and the step itself: run the forward stages, evaluate
+the loss, update with Optax.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from hsjax.fit.config import FROZEN
 from hsjax.fit.config import POSE_GROUPS
 from hsjax.fit.config import FitConfig
 from hsjax.fit.data import FitData
+from hsjax.fit.data import FrameBatch
 
 
 @flax.struct.dataclass(kw_only=True)
@@ -150,12 +153,11 @@ def init_state(data: FitData, config: FitConfig, body_model: body_lib.BodyModel,
                key: jax.Array) -> FitState:
   """A fresh :class:`FitState`: avatar on the template surface, poses at the HMR estimates.
 
-  The avatar's initial colour is the mean colour inside the person masks, so the first steps
-  are spent on detail rather than on a global colour shift.
+  The avatar's initial colour is the mean colour inside the person masks
+  (``data.mean_color``), so the first steps are spent on detail rather than on a global
+  colour shift.
   """
-  mask = data.masks * data.frame_valid[:, None, None]
-  mean_color = (jnp.sum(data.images * mask[..., None], axis=(0, 1, 2))
-                / jnp.maximum(jnp.sum(mask), 1.0))
+  mean_color = data.mean_color
   avatar = avatar_lib.init_avatar(
       jax.random.fold_in(key, 0), body_model, config.num_gaussians,
       sh_degree=config.sh_degree, active_fraction=config.active_fraction,
@@ -202,17 +204,18 @@ def sample_frames(key: jax.Array, step: jax.Array, frame_valid: jax.Array, batch
   return jax.lax.dynamic_slice(order, (position * batch,), (batch,)).astype(jnp.int32)
 
 
-def frame_batch(data: FitData, frames: jax.Array) -> losses_lib.Frame:
-  """The observations of ``frames`` ([F] indices) as the loss terms see them."""
-  return losses_lib.Frame(image=data.images[frames], mask=data.masks[frames],
-                          depth=data.depth[frames], depth_K=data.depth_K[frames],
-                          depth_weight=data.depth_weight, depth_is_metric=data.depth_is_metric,
+def frame_batch(data: FitData, batch: FrameBatch) -> losses_lib.Frame:
+  """The observations of ``batch``'s F frames as the loss terms see them."""
+  frames = batch.frames
+  return losses_lib.Frame(image=batch.image, mask=batch.mask, depth=batch.depth,
+                          depth_K=data.depth_K[frames], depth_weight=data.depth_weight,
+                          depth_is_metric=data.depth_is_metric,
                           keypoints=data.keypoints[frames],
                           keypoint_conf=data.keypoint_conf[frames], index=frames)
 
 
-def loss_fn(params: FitParams, buffers, data: FitData, body_model: body_lib.BodyModel,
-            frames: jax.Array, step: jax.Array, screen_offsets: jax.Array, *,
+def loss_fn(params: FitParams, buffers, data: FitData, batch: FrameBatch,
+            body_model: body_lib.BodyModel, step: jax.Array, screen_offsets: jax.Array, *,
             config: FitConfig, losses: losses_lib.Losses,
             camel_nearest: jax.Array | None = None):
   """Loss of a minibatch: the forward stages (``hsjax.forward``), then the terms.
@@ -220,9 +223,9 @@ def loss_fn(params: FitParams, buffers, data: FitData, body_model: body_lib.Body
   Args:
     params: trainable parameters.
     buffers: the avatar's buffers.
-    data: the subject's observations.
+    data: the subject's per-frame parameters.
+    batch: the observations of the step's F frames.
     body_model: the body model.
-    frames: [F] frame indices.
     step: [] int32 current step (for weight schedules).
     screen_offsets: [F, N, 2] zeros; their gradient is the screen-space positional gradient
       density control accumulates.
@@ -236,6 +239,7 @@ def loss_fn(params: FitParams, buffers, data: FitData, body_model: body_lib.Body
   params = _stop_frozen(params, config)
   avatar = avatar_lib.combine(params.avatar, buffers)
   poses = params.poses
+  frames = batch.frames
   cameras = data.cameras(frames)
   out = forward_lib.forward(avatar, body_model, poses.select(frames), cameras,
                             config.render_settings, screen_offsets)
@@ -246,7 +250,7 @@ def loss_fn(params: FitParams, buffers, data: FitData, body_model: body_lib.Body
       camel_nearest=camel_nearest)
   full = FitParams(avatar=avatar, poses=poses)
   # Terms that no weight switches on cost nothing: XLA removes what no term reads.
-  total, values = losses_lib.total_loss(losses, out.render, frame_batch(data, frames), full,
+  total, values = losses_lib.total_loss(losses, out.render, frame_batch(data, batch), full,
                                         ctx)
   return total, (values, out.render)
 
@@ -257,21 +261,31 @@ def _all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
 
 
-def train_step(state: FitState, data: FitData, body_model: body_lib.BodyModel, *,
-               config: FitConfig, losses: losses_lib.Losses,
+def step_frames(key_data: jax.Array, step: jax.Array, frame_valid: jax.Array, batch: int
+                ) -> jax.Array:
+  """[batch] int32 the frames that step ``step`` of a fit draws.
+
+  ``key_data`` is the fit's base key (``FitState.key``, [2] uint32), ``frame_valid`` [T]; a
+  pure function of them, so the host knows every step's frames in advance.
+  """
+  key = jax.random.fold_in(jax.random.wrap_key_data(key_data), 1)
+  return sample_frames(key, step, frame_valid, batch)
+
+
+def train_step(state: FitState, data: FitData, batch: FrameBatch,
+               body_model: body_lib.BodyModel, *, config: FitConfig, losses: losses_lib.Losses,
                tx: optax.GradientTransformation) -> tuple[FitState, StepOutput]:
   """One optimisation step of one subject (pure; ``jax.jit`` / ``jax.vmap`` it).
 
-  Returns the new state (the caller keeps the old one if the step was not finite) and what
-  the host logs.
+  ``batch`` holds the observations of the frames :func:`step_frames` draws for this state
+  (the host prepares them; any frames give a valid step, those give the fit that resumes
+  exactly). Returns the new state (the caller keeps the old one if the step was not finite)
+  and what the host logs.
   """
-  key = jax.random.wrap_key_data(state.key)
-  frames = sample_frames(jax.random.fold_in(key, 1), state.step, data.frame_valid,
-                         config.batch_frames)
   offsets = jnp.zeros((config.batch_frames, config.num_gaussians, 2), jnp.float32)
   grad_fn = jax.value_and_grad(loss_fn, argnums=(0, 6), has_aux=True)
   (total, (values, render)), (grads, offset_grads) = grad_fn(
-      state.params, state.buffers, data, body_model, frames, state.step, offsets,
+      state.params, state.buffers, data, batch, body_model, state.step, offsets,
       config=config, losses=losses, camel_nearest=state.camel_nearest)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)

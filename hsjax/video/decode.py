@@ -7,7 +7,9 @@ frame of ``[start, end)``, at most ``max_frames`` of them, and resizes the long 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
+import warnings
 
 import numpy as np
 from PIL import Image
@@ -96,9 +98,22 @@ def read_video(path: str, *, stride: int = 1, start: int = 0, end: int | None = 
         raise ValueError(f"{path}: not a readable video ({type(e).__name__}: {e})") from e
       # A truncated file: keep what was decoded.
   finally:
-    reader.close()
+    _close_reader(reader)
   if not frames:
     raise ValueError(f"{path}: no frame in the chosen range (start={start}, end={end}, "
                      f"stride={stride}); the file may be empty")
   return VideoFrames(frames=np.stack(frames), source_indices=np.asarray(indices, np.int64),
                      fps=fps / stride, source_size=source_size, path=path)
+
+
+def _close_reader(reader) -> None:
+  """Closes an imageio ffmpeg reader without a stray warning later.
+
+  imageio-ffmpeg closes ffmpeg's pipes only when it has to stop a running ffmpeg; those of one
+  that already exited are left to the garbage collector, which would warn at some random
+  later point. They are collected here, with that warning silenced.
+  """
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", ResourceWarning)
+    reader.close()
+    gc.collect()
