@@ -25,6 +25,14 @@ default ``FitConfig`` (so each number is that stage alone, compiled alone):
   ``depth_relative``, ``depth_3d_relative``): the difference is what the split's per-frame
   medians (a sort of the person's pixels) cost.
 
+Before / after (``--compare_repeats``, default 30; 0 skips it): the rasteriser's forward +
+backward, the loss terms' value and gradient, and the whole step, each also traced with the
+implementations they had before the sub-tile compositor, the ellipse tile binning, the
+sort-free depth median and the argmin-free nearest-point search
+(:func:`previous_implementations`), and timed interleaved with the current ones (one call of
+each in turn, median over the rounds), so that a load change on a shared machine hits both
+alike. The load average before and after is printed with them.
+
 Reported per stage: compile time and median / p10 / p90 over ``--repeats`` calls. With
 ``--e2e`` the script also runs the default demo path once, end to end: generating the
 synthetic sequence (uncached: ``cache_dir=False``), the full default fit, and the pose errors
@@ -40,6 +48,7 @@ adds the fit itself.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -55,16 +64,22 @@ import optax
 
 from hsjax import avatar as avatar_lib
 from hsjax import body as body_lib
+from hsjax import camel
 from hsjax import fit as fit_lib
 from hsjax import forward
 from hsjax import losses as losses_lib
+from hsjax.losses import depth as depth_lib
 from kernels.rasterize import api as raster_api
+from kernels.rasterize import binning
+from kernels.rasterize import xla
 
 
 _REPEATS = flags.DEFINE_integer("repeats", 10, "Timed calls per stage.")
 _E2E = flags.DEFINE_bool("e2e", False, "Also time the end-to-end default fit (minutes).")
 _OUT = flags.DEFINE_string("out", "bench_fit.json", "JSON output path.")
 _MD = flags.DEFINE_string("markdown", "", "Also write the Markdown tables to this path.")
+_COMPARE_REPEATS = flags.DEFINE_integer(
+    "compare_repeats", 30, "Interleaved rounds of the before / after comparison (0: skip).")
 _DEPTH_POINTS = flags.DEFINE_list(
     "depth_3d_points", ["256", "1024", "0"], "Also time the 3D depth term with these numbers "
     "of depth pixels per frame (0: every valid pixel; the default term uses 512).")
@@ -88,6 +103,122 @@ def _time(fn, *args, repeats: int) -> dict:
   return {"compile_s": round(compile_s, 2), "median_ms": round(float(np.median(ms)), 1),
           "p10_ms": round(float(np.percentile(ms, 10)), 1),
           "p90_ms": round(float(np.percentile(ms, 90)), 1)}
+
+
+def _argsort_kth_index(x, k):
+  """The depth median's pick as it was: a full sort of the frame's pixels."""
+  return jnp.argsort(x)[k]
+
+
+def _argmin_nearest_points(queries, points, *, points_valid=None, chunk=2048):
+  """hsjax.camel.nearest_points as it was: XLA's argmin, one chunk padded to ``chunk``."""
+  num_q = queries.shape[0]
+  q = jnp.pad(queries, ((0, (-num_q) % chunk), (0, 0))).reshape(-1, chunk, 3)
+  p_sq = jnp.sum(points * points, -1)
+  if points_valid is not None:
+    p_sq = jnp.where(points_valid, p_sq, jnp.inf)
+
+  def one_chunk(qc):
+    d = p_sq[None, :] - 2.0 * qc @ points.T
+    idx = jnp.argmin(d, axis=1)
+    return idx.astype(jnp.int32), jnp.sum((qc - points[idx]) ** 2, -1) + jnp.where(
+        jnp.isinf(jnp.min(d, axis=1)), jnp.inf, 0.0)
+
+  idx, sq = jax.lax.map(one_chunk, q)
+  return idx.reshape(-1)[:num_q], sq.reshape(-1)[:num_q]
+
+
+@contextlib.contextmanager
+def previous_implementations():
+  """Functions traced inside use the implementations the step had before: tiles binned by
+  their screen boxes, whole 16x16 tiles composited 32 per chunk, the depth median by a sort
+  and the nearest-point search by argmin. Results are the same but for float rounding and
+  for tiles that overflow (box binning keeps other Gaussians there)."""
+  # pylint: disable=protected-access
+  saved = (binning.bin_gaussians, xla.composite_xla, depth_lib._kth_smallest_index,
+           camel.nearest_points)
+
+  def box_binning(*args, conics=None, opacities=None, **kwargs):
+    del conics, opacities
+    return saved[0](*args, **kwargs)
+
+  binning.bin_gaussians = box_binning
+  xla.composite_xla = functools.partial(saved[1], subtile=None, tiles_per_chunk=32)
+  depth_lib._kth_smallest_index = _argsort_kth_index
+  camel.nearest_points = _argmin_nearest_points
+  try:
+    yield
+  finally:
+    (binning.bin_gaussians, xla.composite_xla, depth_lib._kth_smallest_index,
+     camel.nearest_points) = saved
+
+
+def _time_interleaved(fns: dict, args: tuple, rounds: int) -> dict:
+  """Median ms of each already compiled ``fns[name](*args)``, called in turn ``rounds`` times."""
+  times = {name: [] for name in fns}
+  for _ in range(rounds):
+    for name, fn in fns.items():
+      t0 = time.perf_counter()
+      jax.block_until_ready(fn(*args))
+      times[name].append(time.perf_counter() - t0)
+  return {name: round(1e3 * float(np.median(t)), 1) for name, t in times.items()}
+
+
+def before_after(sequence, config: fit_lib.FitConfig, body_model, rounds: int) -> dict:
+  """Before / after medians (ms) of the render's forward + backward, the loss terms' value
+  and gradient on a fixed render, and the step (see the module docstring)."""
+  source = fit_lib.FrameSource(sequence, config)
+  data = fit_lib.prepare_data(sequence, config, source=source)
+  state = fit_lib.init_state(data, config, body_model, jax.random.key(0))
+  losses = fit_lib.resolve_losses(config)
+  tx = fit_lib.make_optimizer(config)
+  batch = jax.device_put(source.batch(np.arange(config.batch_frames)))
+  frames = batch.frames
+  cam = data.cameras(frames)
+  images = batch.image
+  settings = config.render_settings
+
+  def render_loss(avatar, poses, body_model):
+    deformed = forward.deform_frames(avatar, body_model, poses.select(frames))
+    return jnp.mean(jnp.abs(forward.render_frames(deformed.gaussians, cam, settings).rgb
+                            - images))
+
+  avatar = avatar_lib.combine(state.params.avatar, state.buffers)
+  poses = state.params.poses
+  deformed = forward.deform_frames(avatar, body_model, poses.select(frames))
+  render = jax.jit(lambda g: forward.render_frames(g, cam, settings))(deformed.gaussians)
+  frame = fit_lib.step.frame_batch(data, batch)
+  ctx = losses_lib.StepContext(
+      step=jnp.int32(config.warmup_steps), body=forward.pose_frames(body_model, poses.select(
+          frames)), deformed=deformed, sequence_joints=forward.sequence_joints(body_model, poses),
+      frame_valid=data.frame_valid, init=data.init, body_model=body_model, camera=cam,
+      camel_nearest=state.camel_nearest)
+
+  # Every term of the step on a fixed render; the context is an argument, not a constant.
+  def terms(render, params, ctx):
+    full = fit_lib.FitParams(avatar=avatar_lib.combine(params.avatar, state.buffers),
+                             poses=params.poses)
+    return losses_lib.total_loss(losses, render, frame, full, ctx)[0]
+
+  stages = {
+      "render_fwd_bwd": (jax.grad(render_loss, argnums=(0, 1), allow_int=True),
+                         (avatar, poses, body_model)),
+      "loss_terms": (jax.value_and_grad(terms, argnums=(0, 1), allow_int=True),
+                     (render, state.params, ctx)),
+      "step": (functools.partial(fit_lib.train_step, config=config, losses=losses, tx=tx),
+               (state, data, batch, body_model)),
+  }
+  out = {"load_average_before": os.getloadavg()}
+  for name, (fn, args) in stages.items():
+    # Two function objects: jax.jit caches traces per function, and each needs its own.
+    before, after = jax.jit(lambda *a, fn=fn: fn(*a)), jax.jit(lambda *a, fn=fn: fn(*a))
+    with previous_implementations():
+      jax.block_until_ready(before(*args))  # traced and compiled with the old functions
+    jax.block_until_ready(after(*args))
+    out[name] = _time_interleaved({"before": before, "after": after}, args, rounds)
+  out["load_average_after"] = os.getloadavg()
+  out["rounds"] = rounds
+  return out
 
 
 def stage_times(sequence, config: fit_lib.FitConfig, body_model, repeats: int,
@@ -226,6 +357,14 @@ def markdown(result: dict) -> str:
             "", f"Depth split (root / relative terms) against the absolute depth terms: "
             f"{st['step']['median_ms']} vs {st['step_absolute_depth']['median_ms']} ms a step "
             f"(x{st['step']['median_ms'] / st['step_absolute_depth']['median_ms']:.2f})."]
+  if "before_after" in result:
+    ba = result["before_after"]
+    lines += ["", f"Before / after, interleaved, median of {ba['rounds']} rounds (load average "
+              f"{ba['load_average_before'][0]:.2f} before, {ba['load_average_after'][0]:.2f} "
+              "after):", "", "| stage | before ms | after ms | speed-up |", "|---|---|---|---|"]
+    for name in ("render_fwd_bwd", "loss_terms", "step"):
+      b, a = ba[name]["before"], ba[name]["after"]
+      lines.append(f"| {name} | {b} | {a} | x{b / a:.2f} |")
   if "e2e" in result:
     e = result["e2e"]
     lines += ["", "| end to end | data s | fit s | total s | steps |", "|---|---|---|---|---|",
@@ -246,6 +385,8 @@ def main(argv):
   sequence = synthetic_sequence("default", seed=0, hmr_noise="hmr2_like")
   result = stage_times(sequence, config, body_model, _REPEATS.value,
                        tuple(int(p) for p in _DEPTH_POINTS.value))
+  if _COMPARE_REPEATS.value > 0:
+    result["before_after"] = before_after(sequence, config, body_model, _COMPARE_REPEATS.value)
   if _E2E.value:
     result["e2e"] = end_to_end(config, body_model)
   result["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(),

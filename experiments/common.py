@@ -293,6 +293,7 @@ class FitFlags:
   depth_focal_power: Any
   backend: Any
   tile_capacity: Any
+  downsample: Any
   frame_cache_gb: Any
   fit_seed: Any
   progress: Any
@@ -346,6 +347,9 @@ def define_fit_flags() -> FitFlags:
       backend=flags.DEFINE_enum("backend", d.backend, list(BACKENDS), "Rasteriser backend."),
       tile_capacity=flags.DEFINE_integer("tile_capacity", d.tile_capacity,
                                          "Gaussians kept per 16x16 tile."),
+      downsample=flags.DEFINE_integer(
+          "downsample", d.downsample, "Integer factor by which frames are reduced for fitting "
+          "(area averaging; 1: full resolution).", lower_bound=1),
       frame_cache_gb=flags.DEFINE_float(
           "frame_cache_gb", d.frame_cache_gb, "Host memory (GiB per sequence) for prepared "
           "frames; frames beyond it are read from disk again when a step draws them (0: "
@@ -379,7 +383,8 @@ def fit_config(f: FitFlags, body_model: str = "default", **overrides):
       avatar_lrs=tuple(dict(fit.FitConfig().avatar_lrs, means=f.means_lr.value).items()),
       camel_refresh_every=f.camel_refresh_every.value, align_depth=f.align_depth.value,
       depth_focal_power=f.depth_focal_power.value,
-      tile_capacity=f.tile_capacity.value, frame_cache_gb=f.frame_cache_gb.value,
+      tile_capacity=f.tile_capacity.value, downsample=f.downsample.value,
+      frame_cache_gb=f.frame_cache_gb.value,
       progress=f.progress.value)
   # Density control must fit inside the schedule of a short fit.
   d = fit.FitConfig()

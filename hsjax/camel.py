@@ -60,20 +60,25 @@ def nearest_points(queries: jax.Array, points: jax.Array, *, points_valid: jax.A
   Returns:
     ``(index [Q] int32, squared_distance [Q])``; the distance is +inf if no point is valid.
   """
-  num_q = queries.shape[0]
+  num_q, num_p = queries.shape[0], points.shape[0]
+  chunk = max(min(chunk, num_q), 1)  # a single short chunk is not padded to `chunk` rows
   pad = (-num_q) % chunk
   q = jnp.pad(queries, ((0, pad), (0, 0))).reshape(-1, chunk, 3)
   p_sq = jnp.sum(points * points, -1)
   if points_valid is not None:
     p_sq = jnp.where(points_valid, p_sq, jnp.inf)
+  column = jnp.arange(num_p, dtype=jnp.int32)
 
   def one_chunk(qc):
     # |q - p|² = |q|² - 2 q·p + |p|²; the argmin ignores |q|², added back for the distance.
     d = p_sq[None, :] - 2.0 * qc @ points.T
-    idx = jnp.argmin(d, axis=1)
+    # The first index of the minimum (jnp.argmin's, NaN first) as two plain reductions:
+    # XLA's CPU argmin (a variadic reduction) is several times slower.
+    d_min = jnp.min(d, axis=1)
+    hit = (d == d_min[:, None]) | jnp.isnan(d)
+    idx = jnp.min(jnp.where(hit, column, num_p - 1), axis=1)
     nearest = points[idx]
-    return idx.astype(jnp.int32), jnp.sum((qc - nearest) ** 2, -1) + jnp.where(
-        jnp.isinf(jnp.min(d, axis=1)), jnp.inf, 0.0)
+    return idx, jnp.sum((qc - nearest) ** 2, -1) + jnp.where(jnp.isinf(d_min), jnp.inf, 0.0)
 
   idx, sq = jax.lax.map(one_chunk, q)
   return idx.reshape(-1)[:num_q], sq.reshape(-1)[:num_q]

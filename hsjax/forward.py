@@ -41,6 +41,8 @@ class RenderSettings:
   background: tuple[float, float, float] = (0.0, 0.0, 0.0)  # RGB behind the avatar.
   backend: str = "auto"  # rasteriser backend: auto | xla | pallas | reference.
   tile_capacity: int = rendering.DEFAULT_TILE_CAPACITY  # Gaussians kept per 16x16 tile.
+  # Tiles a Gaussian is listed in: "box" (its screen box) or "ellipse" (where it can draw).
+  tile_overlap: str = "ellipse"
 
 
 @flax.struct.dataclass(kw_only=True)
@@ -97,7 +99,7 @@ def render_frame(gaussians: Gaussians, camera: Camera, settings: RenderSettings,
   return rendering.render(gaussians, camera,
                           background=jnp.asarray(settings.background, jnp.float32),
                           backend=settings.backend, tile_capacity=settings.tile_capacity,
-                          screen_offsets=screen_offsets)
+                          screen_offsets=screen_offsets, tile_overlap=settings.tile_overlap)
 
 
 def render_frames(gaussians: Gaussians, cameras: Camera, settings: RenderSettings,

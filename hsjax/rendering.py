@@ -73,7 +73,8 @@ def render(gaussians: Gaussians, camera: Camera, *, background=None, backend: st
            tile_capacity: int = DEFAULT_TILE_CAPACITY, sh_degree: int | None = None,
            antialiased: bool = False, near: float = 0.01, far: float = 1e10,
            eps2d: float = 0.3, screen_offsets=None,
-           max_intersections: int | None = None) -> RenderOutput:
+           max_intersections: int | None = None,
+           tile_overlap: str = "ellipse") -> RenderOutput:
   """Renders Gaussians into one camera (use ``jax.vmap`` for several).
 
   Differentiable with respect to every array of ``gaussians``, the camera's ``world_to_cam``
@@ -95,6 +96,8 @@ def render(gaussians: Gaussians, camera: Camera, *, background=None, backend: st
     max_intersections: static size of the (Gaussian, tile) pair buffer; default
       ``n_tiles * min(tile_capacity, 256)``; pairs beyond it are dropped farthest first and
       counted in ``overflow``.
+    tile_overlap: ``"box"`` or ``"ellipse"``: which tiles a Gaussian is listed in (see
+      :func:`kernels.rasterize.rasterize`; the image differs only where tiles overflow).
 
   Returns:
     :class:`RenderOutput` (rgb [H, W, C], alpha [H, W], depth [H, W], overflow [],
@@ -111,4 +114,4 @@ def render(gaussians: Gaussians, camera: Camera, *, background=None, backend: st
                        width=camera.width, height=camera.height, background=background,
                        backend=backend, tile_capacity=tile_capacity, near=near, far=far,
                        eps2d=eps2d, antialiased=antialiased, screen_offsets=screen_offsets,
-                       max_intersections=max_intersections)
+                       max_intersections=max_intersections, tile_overlap=tile_overlap)

@@ -47,6 +47,9 @@ class FitConfig:
   downsample: int = 2
   backend: str = "auto"  # rasteriser backend: auto | xla | pallas | reference.
   tile_capacity: int = 128  # Gaussians kept per 16x16 tile (overflow is counted).
+  # Tiles a Gaussian is listed in: "ellipse" (those its alpha >= 1/255 ellipse reaches) or
+  # "box" (its screen box, as 3DGS); the image differs only in tiles that overflow.
+  tile_overlap: str = "ellipse"
   # --- which parameter groups train
   train_avatar: bool = True  # Gaussian parameters (those listed in avatar_lrs).
   train_global_orient: bool = True  # per-frame root rotation.
@@ -139,7 +142,7 @@ class FitConfig:
   def render_settings(self) -> RenderSettings:
     """How the fit renders its frames (background, backend, tile capacity)."""
     return RenderSettings(background=self.background, backend=self.backend,
-                          tile_capacity=self.tile_capacity)
+                          tile_capacity=self.tile_capacity, tile_overlap=self.tile_overlap)
 
   def to_json(self) -> str:
     return json.dumps(dataclasses.asdict(self), sort_keys=True)

@@ -33,16 +33,52 @@ def depth_l1(render, frame, params, ctx) -> jax.Array:
   return frame.depth_weight * frame.depth_is_metric * err
 
 
+def _order_keys(x: jax.Array) -> jax.Array:
+  """uint32 keys ordered as ``jnp.sort`` orders float32 ``x`` on CPU: -0 and subnormals
+  equal to 0 (XLA flushes them), NaN last."""
+  x = x.astype(jnp.float32)
+  flushed = jnp.where(jnp.abs(x) < jnp.finfo(jnp.float32).tiny, 0.0, x)
+  bits = jax.lax.bitcast_convert_type(flushed, jnp.int32)
+  magnitude = bits & jnp.int32(0x7FFFFFFF)
+  signed = jnp.where(bits < 0, -magnitude, magnitude)  # monotone in x
+  signed = jnp.where(jnp.isnan(x), jnp.int32(0x7FFFFFFF), signed)
+  return jax.lax.bitcast_convert_type(signed ^ jnp.int32(-2**31), jnp.uint32)
+
+
+def _kth_smallest_index(x: jax.Array, k: jax.Array) -> jax.Array:
+  """Index of ``argsort(x, stable=True)[k]`` for x [M] and 0 <= k < M, without a sort.
+
+  A bisection over the order keys finds the k-th smallest key in 32 counting passes
+  (O(32 M); XLA's CPU sort of a 16k-pixel frame costs about ten times more); among the
+  entries with that key the one of rank ``k - #smaller`` in index order is the one a stable
+  sort puts at position k.
+  """
+  keys = _order_keys(x)
+
+  def halve(_, bounds):
+    lo, hi = bounds  # the answer lies in [lo, hi]
+    mid = lo + (hi - lo) // 2
+    enough = jnp.sum(keys <= mid) > k
+    return jnp.where(enough, lo, mid + 1), jnp.where(enough, mid, hi)
+
+  key, _ = jax.lax.fori_loop(0, 32, halve, (jnp.uint32(0), jnp.uint32(2**32 - 1)))
+  rank = k - jnp.sum(keys < key)
+  tie = keys == key
+  nth = tie & (jnp.cumsum(tie) == rank + 1)
+  return jnp.argmax(nth)
+
+
 def _masked_median(x: jax.Array, weight: jax.Array) -> jax.Array:
   """Median of ``x`` [H, W] over the pixels with ``weight > 0``; 0 when there are none.
 
-  Differentiable like any order statistic: the gradient reaches the selected pixel. The
-  order is found on values the gradient does not pass through and the pixel is then picked
-  from ``x``, so the one sort is shared (XLA's common-subexpression pass) between the terms
-  that differentiate the offset and those that stop its gradient."""
+  The lower median (the ``(count - 1) // 2``-th smallest, ties in pixel order). Differentiable
+  like any order statistic: the gradient reaches the selected pixel. The pixel is found on
+  values the gradient does not pass through and then picked from ``x``, so the one search is
+  shared (XLA's common-subexpression pass) between the terms that differentiate the offset
+  and those that stop its gradient."""
   count = jnp.sum(weight > 0)
   keys = jax.lax.stop_gradient(jnp.where(weight > 0, x, jnp.inf)).ravel()
-  pick = jnp.argsort(keys)[jnp.maximum((count - 1) // 2, 0)]
+  pick = _kth_smallest_index(keys, jnp.maximum((count - 1) // 2, 0))
   return jnp.where(count > 0, x.ravel()[pick], 0.0)
 
 

@@ -38,6 +38,9 @@ from kernels.rasterize import sh as sh_lib
 DEFAULT_TILE_CAPACITY = 1024
 
 BACKENDS = ("auto", "xla", "pallas", "reference")
+# How a Gaussian is matched to tiles (see bin_gaussians): its screen box (3DGS, gsplat) or
+# its alpha >= 1/255 ellipse (fewer pairs, the same image unless a tile overflows).
+TILE_OVERLAPS = ("box", "ellipse")
 _ACCELERATORS = ("gpu", "cuda", "rocm", "tpu")
 
 
@@ -111,7 +114,7 @@ def rasterize(means, quats, scales, opacities, colors, K, world_to_cam, *, width
               near: float = 0.01, far: float = 1e10, eps2d: float = 0.3,
               antialiased: bool = False, tight_radius: bool = True, screen_offsets=None,
               max_intersections: int | None = None, sh=None,
-              sh_degree: int | None = None) -> RenderOutput:
+              sh_degree: int | None = None, tile_overlap: str = "ellipse") -> RenderOutput:
   """Renders N Gaussians with per-Gaussian features into one camera.
 
   Args:
@@ -131,10 +134,16 @@ def rasterize(means, quats, scales, opacities, colors, K, world_to_cam, *, width
     sh: [N, (d+1)^2, C] spherical-harmonic coefficients (3DGS order) instead of ``colors``;
       evaluated for the direction from the camera centre to each mean (:func:`eval_sh`).
     sh_degree: degree of ``sh`` used (static); default all coefficients.
+    tile_overlap: ``"box"`` lists a Gaussian in every tile its screen box touches;
+      ``"ellipse"`` only in those its ``alpha >= 1/255`` ellipse reaches (exact test). The
+      pairs left out cannot draw a pixel, so the image is the same unless a tile overflows,
+      where the K nearest *drawing* Gaussians are kept instead of the K nearest boxes.
 
   Returns:
     :class:`RenderOutput`.
   """
+  if tile_overlap not in TILE_OVERLAPS:
+    raise ValueError(f"tile_overlap: expected one of {TILE_OVERLAPS}, found {tile_overlap!r}")
   proj = projection.project(means, quats, scales, opacities, K, world_to_cam, width=width,
                             height=height, near=near, far=far, eps2d=eps2d,
                             antialiased=antialiased, tight_radius=tight_radius)
@@ -158,9 +167,12 @@ def rasterize(means, quats, scales, opacities, colors, K, world_to_cam, *, width
                                                height=height)
     overflow = jnp.zeros((), jnp.int32)
   else:
+    ellipse = tile_overlap == "ellipse"
     tiles = binning.bin_gaussians(means2d, proj.radii_xy, proj.depths, width=width,
                                   height=height, tile_size=tile_size, capacity=tile_capacity,
-                                  max_intersections=max_intersections)
+                                  max_intersections=max_intersections,
+                                  conics=proj.conics if ellipse else None,
+                                  opacities=proj.opacities if ellipse else None)
     composite = get_composite(name)
     acc, alpha = composite(tiles.ids, means2d, proj.conics, proj.opacities, features,
                            width=width, height=height, tile_size=tile_size)

@@ -14,12 +14,18 @@ composited); else ``acc += alpha T f`` and ``T *= 1 - alpha``. ``alpha_out = 1 -
 
 How it runs fast in XLA on a CPU:
 
+* Each 16x16 tile is composited as four 8x8 sub-tiles (``subtile``), each walking only the
+  entries of its tile's list whose ``alpha >= 1/255`` ellipse reaches it
+  (:func:`split_tile_lists`). The skipped entries are ones the 1/255 rule skips at every
+  pixel of the sub-tile, so each pixel composites the same Gaussians in the same order (the
+  image changes only by float rounding), while the dense per-block work, which grows with
+  pixels x list length, drops several-fold for avatar-sized Gaussians of a few pixels.
 * Tiles are processed in chunks of ``tiles_per_chunk`` (a ``lax.map`` / ``lax.scan``), busiest
   tiles first, so a chunk's work is bounded by similar list lengths. Each tile's list is walked
   in blocks of ``block_size`` Gaussians inside a ``while_loop`` that ends at the chunk's
   longest list or as soon as every pixel of the chunk has stopped: time follows the actual
   (pixel, overlapping Gaussian) work, not ``K`` nor ``N``, and empty tiles cost nothing.
-* Inside a block, alphas form a dense ``[tiles, 256, block]`` array; the skip rules are
+* Inside a block, alphas form a dense ``[tiles, pixels, block]`` array; the skip rules are
   masks and the transmittance is a cumulative product. The stop rule is a prefix mask because
   the inclusive transmittance is non-increasing along the list.
 * Padding ids (-1) point to an extra Gaussian of opacity 0, which the 1/255 rule always skips.
@@ -47,12 +53,18 @@ import math
 import jax
 import jax.numpy as jnp
 
+from kernels.rasterize import binning
 from kernels.rasterize import common
 
-# Defaults tuned on 2 CPU cores (experiments/bench_render.py): ~100k-element blocks keep the
-# per-block arrays in cache while amortising the per-iteration loop overhead.
-DEFAULT_TILES_PER_CHUNK = 32
+# Defaults tuned on 2 CPU cores (experiments/bench_render.py, experiments/bench_fit.py): 8x8
+# sub-tiles, 16 per chunk, blocks of 16 Gaussians (16k-element blocks). Forward + backward
+# against whole tiles 32 per chunk: x3 on the fit's 4 x 128^2 frames, x1.7 on 256^2 / 10k and
+# 512^2 / 50k Gaussians, on par at 1024^2 / 50k (larger Gaussians in pixels, and the split
+# tests n_tiles x K list entries). Larger chunks mix busy and empty sub-tiles, stop later.
+DEFAULT_TILES_PER_CHUNK = 16
 DEFAULT_BLOCK_SIZE = 16
+# Tiles are composited as sub-tiles of this size (see split_tile_lists).
+DEFAULT_SUBTILE = 8
 _NP = 6  # packed per-Gaussian parameters before the features: mx, my, a, b, c, o.
 
 
@@ -262,10 +274,53 @@ def _build(width: int, height: int, tile_size: int, tiles_per_chunk: int, block_
   return composite
 
 
+def split_tile_lists(ids, means2d, conics, opacities, *, width: int, height: int,
+                     tile_size: int, subtile: int):
+  """Per-tile lists -> per-sub-tile lists holding only the entries that can draw there.
+
+  Sub-tile ``s`` (``subtile`` pixels square, row-major over the ``ceil(W / subtile)`` x
+  ``ceil(H / subtile)`` grid) keeps, in order, the entries of its parent tile's list whose
+  ``alpha >= 1/255`` ellipse touches its pixel centres
+  (:func:`binning.ellipse_touches_rect`). Every pixel then walks exactly the Gaussians it
+  walked before minus some that are skipped at it anyway, so the image is unchanged.
+
+  Args:
+    ids: [n_tiles, K] int32 front-to-back ids per ``tile_size`` tile, -1 padded.
+    means2d: [N, 2]; conics: [N, 3]; opacities: [N].
+    width, height, tile_size, subtile: static; ``tile_size % subtile == 0``.
+
+  Returns:
+    [n_sub, K] int32 ids per sub-tile, -1 padded after the last.
+  """
+  ratio = tile_size // subtile
+  n_tiles, k = ids.shape
+  tiles_x = math.ceil(width / tile_size)
+  sub_x, sub_y = math.ceil(width / subtile), math.ceil(height / subtile)
+  # Each tile's entries are gathered once and tested against its ratio^2 sub-tiles.
+  g = jnp.where(ids >= 0, ids, 0)
+  m, cn = jax.lax.stop_gradient(means2d), jax.lax.stop_gradient(conics)
+  thr = binning.ellipse_threshold(opacities)
+  params = [x[g][:, :, None] for x in (m[:, 0], m[:, 1], cn[:, 0], cn[:, 1], cn[:, 2], thr)]
+  t = jnp.arange(n_tiles, dtype=jnp.int32)
+  q = jnp.arange(ratio * ratio, dtype=jnp.int32)
+  ux = (t % tiles_x)[:, None] * ratio + q[None, :] % ratio  # [n_tiles, ratio^2]
+  uy = (t // tiles_x)[:, None] * ratio + q[None, :] // ratio
+  x0, x1, y0, y1 = binning.tile_pixel_bounds(ux[:, None], uy[:, None], width=width,
+                                             height=height, tile_size=subtile)
+  keep = (ids >= 0)[:, :, None] & binning.ellipse_touches_rect(*params, x0, x1, y0, y1)
+  # Stable compaction: kept entries move to the front in their order.
+  pos = jnp.where(keep, jnp.cumsum(keep, axis=1) - 1, k)  # [n_tiles, K, ratio^2]
+  inside = (ux < sub_x) & (uy < sub_y)  # sub-tiles of edge tiles may lie off the image
+  row = jnp.where(inside, uy * sub_x + ux, sub_x * sub_y)[:, None, :]
+  out = jnp.full((sub_x * sub_y, k), -1, ids.dtype)
+  return out.at[jnp.broadcast_to(row, pos.shape), pos].set(
+      jnp.broadcast_to(ids[:, :, None], pos.shape), mode="drop")
+
+
 def composite_xla(ids, means2d, conics, opacities, features, *, width: int, height: int,
                   tile_size: int = common.TILE_SIZE,
                   tiles_per_chunk: int = DEFAULT_TILES_PER_CHUNK,
-                  block_size: int = DEFAULT_BLOCK_SIZE):
+                  block_size: int = DEFAULT_BLOCK_SIZE, subtile: int | None = DEFAULT_SUBTILE):
   """Composites the per-tile lists; see the module docstring for the contract.
 
   Args:
@@ -273,7 +328,9 @@ def composite_xla(ids, means2d, conics, opacities, features, *, width: int, heig
     means2d: [N, 2] pixels. conics: [N, 3]. opacities: [N]. features: [N, F].
     width, height, tile_size: static image and tile size, pixels.
     tiles_per_chunk, block_size: static work partition (speed only, results identical up to
-      float rounding).
+      float rounding); ``tiles_per_chunk`` counts sub-tiles when ``subtile`` is used.
+    subtile: static edge of the sub-tiles composited (:func:`split_tile_lists`; speed only);
+      ignored unless it divides ``tile_size``; None composites whole tiles.
 
   Returns:
     ``(features_acc [H, W, F], alpha [H, W])``.
@@ -283,6 +340,10 @@ def composite_xla(ids, means2d, conics, opacities, features, *, width: int, heig
   if ids.ndim != 2 or ids.shape[0] != tiles_x * tiles_y:
     raise ValueError(f"ids: expected [{tiles_x * tiles_y}, K] for a {width}x{height} image "
                      f"with {tile_size}px tiles, found {ids.shape}")
+  if subtile is not None and subtile < tile_size and tile_size % subtile == 0:
+    ids = split_tile_lists(ids, means2d, conics, opacities, width=width, height=height,
+                           tile_size=tile_size, subtile=subtile)
+    tile_size = subtile
   fn = _build(width, height, tile_size, min(tiles_per_chunk, ids.shape[0]),
               min(block_size, ids.shape[1]))
   return fn(ids, means2d, conics, opacities, features)
