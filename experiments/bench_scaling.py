@@ -28,9 +28,10 @@ Sweeps, one factor at a time around the default fit (256² images fitted at 128�
   with the time of a full default fit estimated as data preparation + compilation + the
   default number of steps × the median step.
 
-A full run takes about an hour on 2 CPU cores (generating the 600-frame 512² sequence once,
-about 5 minutes, and the 200,000-Gaussian and 1024² points, a few seconds a step, dominate);
-``--sweeps`` picks a subset.
+A full run with ``--repeats=5`` takes about 6 minutes on 2 CPU cores once the sequences are
+cached (generating them the first time, the 600-frame 512² one above all, adds about 10
+minutes); ``--sweeps`` picks a subset. ``bench_fit.py`` times the stages of one default
+step.
 """
 
 from __future__ import annotations

@@ -142,6 +142,11 @@ def test_bad_frames_are_named(sequence):
   with pytest.raises(ValueError, match=r"sequence\.images: expected floats in \[0, 1\], "
                      r"found max 255.0 in frame 3"):
     fit_lib.prepare_data(dataclasses.replace(sequence, images=images), CONFIG, source=source)
+  masks = np.asarray(sequence.masks).copy()
+  masks[2, 5, 5] = np.nan
+  with pytest.raises(ValueError, match=r"sequence\.masks: expected finite values, found NaN "
+                     r"or inf in frame 2"):
+    fit_lib.FrameSource(dataclasses.replace(sequence, masks=masks), CONFIG).frame(2)
   with pytest.raises(ValueError, match=r"sequence\.depth: expected \(5, 32, 32\)"):
     fit_lib.FrameSource(dataclasses.replace(sequence, depth=np.zeros((5, 32, 31))), CONFIG)
   with pytest.raises(ValueError, match="frame_cache_gb"):

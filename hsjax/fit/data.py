@@ -138,11 +138,14 @@ class FrameSource:
     return len(self._cache)
 
   def frame(self, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Frame ``t`` prepared: image [H, W, 3], mask [H, W], depth [H, W] (fitted size)."""
+    """Frame ``t`` prepared: image [H, W, 3], mask [H, W], depth [H, W] (fitted size;
+    read-only arrays)."""
     cached = self._cache.get(t)
     if cached is not None:
       return cached
     prepared = self._prepare(t)
+    for x in prepared:
+      x.flags.writeable = False  # cached arrays are shared with every later caller
     size = sum(x.nbytes for x in prepared)
     with self._lock:
       if t not in self._cache and self._cache_bytes + size <= self._budget:
@@ -167,6 +170,10 @@ class FrameSource:
   def _prepare(self, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     image = np.asarray(self._images[t], np.float32)
     mask = np.asarray(self._masks[t], np.float32)
+    if not (np.isfinite(image).all() and np.isfinite(mask).all()):
+      field = "images" if not np.isfinite(image).all() else "masks"
+      raise ValueError(f"sequence.{field}: expected finite values, found NaN or inf in "
+                       f"frame {t}")
     if image.max(initial=0.0) > 1.0 + 1e-3:
       raise ValueError(f"sequence.images: expected floats in [0, 1], found max {image.max()} "
                        f"in frame {t}")
