@@ -94,7 +94,7 @@ def measure(point: dict, repeats: int) -> dict:
   # Frames are fed as in a fit: each step's prepared on the host while the previous one runs.
   feeder = fit_lib.loop.BatchFeeder([source], np.asarray(state.key),
                                     np.asarray(data.frame_valid), config, batched=False,
-                                    local={0})
+                                    local={0}, steps=range(first, first + repeats + 2))
   t3 = time.perf_counter()
   state, out = step(state, data, feeder.get(first), body_model)
   jax.block_until_ready(state)

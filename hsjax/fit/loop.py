@@ -186,18 +186,20 @@ class BatchFeeder:
   """Prepares each step's frames on the host, one step ahead, in a background thread.
 
   A step's frames are a pure function of the fit's key and the step
-  (:func:`hsjax.fit.step.step_frames`), so the next step's batch is read and prepared while
-  the current step runs. Subjects held by other processes get zeros (their rows are never
-  put on this process's devices).
+  (:func:`hsjax.fit.step.step_frames`): those of every step in ``steps`` are drawn at once,
+  here, so the thread only reads and prepares frames (numpy, no JAX) while a step runs.
+  Subjects held by other processes get zeros (their rows are never put on this process's
+  devices).
   """
 
   def __init__(self, sources: Sequence[FrameSource], key_data: np.ndarray,
                frame_valid: np.ndarray, config: FitConfig, *, batched: bool,
-               local: set[int]):
-    sample = jax.vmap(step_frames, in_axes=(0, None, 0, None)) if batched else step_frames
-    self._sample = jax.jit(sample, static_argnums=3)
-    self._sources, self._key_data, self._frame_valid = sources, key_data, frame_valid
-    self._batch_frames, self._batched, self._local = config.batch_frames, batched, local
+               local: set[int], steps: range):
+    self._frames = _frame_schedule(key_data, frame_valid, steps, config.batch_frames,
+                                   batched)
+    self._first = steps.start
+    self._sources, self._batch_frames = sources, config.batch_frames
+    self._batched, self._local = batched, local
     self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
     self._pending: dict[int, concurrent.futures.Future] = {}
 
@@ -214,13 +216,26 @@ class BatchFeeder:
     self._pool.shutdown(wait=True, cancel_futures=True)
 
   def _make(self, step: int) -> FrameBatch:
-    frames = np.asarray(self._sample(self._key_data, np.int32(step), self._frame_valid,
-                                     self._batch_frames))
+    frames = self._frames[step - self._first]
     if not self._batched:
       return self._sources[0].batch(frames)
     rows = [source.batch(frames[s]) if s in self._local else
             source.empty_batch(self._batch_frames) for s, source in enumerate(self._sources)]
     return jax.tree_util.tree_map(lambda *xs: np.stack(xs), *rows)
+
+
+def _frame_schedule(key_data: np.ndarray, frame_valid: np.ndarray, steps: range, batch: int,
+                    batched: bool) -> np.ndarray:
+  """[len(steps), F] int32 frames of each step (``[len(steps), S, F]`` when batched)."""
+
+  def one(key, step, valid):
+    return step_frames(key, step, valid, batch)
+
+  if batched:
+    one = jax.vmap(one, in_axes=(0, None, 0))
+  every = jax.jit(jax.vmap(one, in_axes=(None, 0, None)))
+  return np.asarray(every(key_data, np.arange(steps.start, steps.stop, dtype=np.int32),
+                          frame_valid))
 
 
 def _run(state: FitState, data: FitData, sources: Sequence[FrameSource],
@@ -263,7 +278,8 @@ def _run(state: FitState, data: FitData, sources: Sequence[FrameSource],
 
   bar = tqdm.tqdm(total=config.steps, initial=start, disable=not config.progress,
                   desc="fit", dynamic_ncols=True, leave=True)
-  feeder = BatchFeeder(sources, key_data, frame_valid, config, batched=batched, local=local)
+  feeder = BatchFeeder(sources, key_data, frame_valid, config, batched=batched, local=local,
+                       steps=range(start, max(config.steps, start + 1)))
   try:
     for step in range(start, config.steps):
       batch = feeder.get(step)
