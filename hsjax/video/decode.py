@@ -7,9 +7,7 @@ frame of ``[start, end)``, at most ``max_frames`` of them, and resizes the long 
 from __future__ import annotations
 
 import dataclasses
-import gc
 import os
-import warnings
 
 import numpy as np
 from PIL import Image
@@ -107,13 +105,15 @@ def read_video(path: str, *, stride: int = 1, start: int = 0, end: int | None = 
 
 
 def _close_reader(reader) -> None:
-  """Closes an imageio ffmpeg reader without a stray warning later.
+  """Closes an imageio ffmpeg reader, and ffmpeg's pipes with it.
 
-  imageio-ffmpeg closes ffmpeg's pipes only when it has to stop a running ffmpeg; those of one
-  that already exited are left to the garbage collector, which would warn at some random
-  later point. They are collected here, with that warning silenced.
+  imageio-ffmpeg closes the pipes only when it has to stop a running ffmpeg; those of one that
+  already exited would be left to the garbage collector, which warns about them at some random
+  later point. They are closed here.
   """
-  with warnings.catch_warnings():
-    warnings.simplefilter("ignore", ResourceWarning)
-    reader.close()
-    gc.collect()
+  frame = getattr(getattr(reader, "_read_gen", None), "gi_frame", None)
+  process = frame.f_locals.get("process") if frame is not None else None
+  reader.close()
+  for pipe in (getattr(process, "stdin", None), getattr(process, "stdout", None)):
+    if pipe is not None and not pipe.closed:
+      pipe.close()
