@@ -24,6 +24,17 @@ def collect_garbage_in_the_test_that_made_it():
   gc.collect()
 
 
+@pytest.fixture(autouse=True, scope="module")
+def release_compiled_code_after_each_module():
+  """Drops JAX's compiled executables after every test module. Each one holds memory maps
+  of its own code, and a whole-suite process that kept every executable would reach the
+  kernel's per-process map limit (vm.max_map_count, 65,530 by default), where XLA's next
+  compilation crashes."""
+  yield
+  jax.clear_caches()
+  gc.collect()
+
+
 @pytest.fixture
 def key():
   return jax.random.key(0)
