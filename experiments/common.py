@@ -276,8 +276,10 @@ def default_losses_help() -> str:
 class FitFlags:
   """Holders of the flags that shape the fit (see ``hsjax.fit.FitConfig``)."""
 
+  preset: Any
   steps: Any
   warmup_steps: Any
+  pose_steps: Any
   batch_frames: Any
   num_gaussians: Any
   sh_degree: Any
@@ -294,6 +296,7 @@ class FitFlags:
   backend: Any
   tile_capacity: Any
   downsample: Any
+  max_fit_size: Any
   frame_cache_gb: Any
   fit_seed: Any
   progress: Any
@@ -304,13 +307,21 @@ REFINE_GROUPS = tuple(g for g in POSE_GROUPS if g != "betas")
 
 
 def define_fit_flags() -> FitFlags:
-  """Flags for :func:`fit_config`; defaults are ``hsjax.fit.FitConfig``'s."""
+  """Flags for :func:`fit_config`; defaults are ``hsjax.fit.FitConfig``'s (the ``fast``
+  preset). A flag given on the command line overrides the chosen ``--preset``'s value."""
   from hsjax import fit  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   d = fit.FitConfig()
   return FitFlags(
+      preset=flags.DEFINE_enum(
+          "preset", "fast", sorted(fit.PRESETS),
+          "Named fit configuration: 'fast' (the defaults listed by these flags) or 'quality' "
+          f"({preset_summary()}). Fit flags given explicitly override the preset's values."),
       steps=flags.DEFINE_integer("steps", d.steps, "Optimisation steps (warm-up included)."),
       warmup_steps=flags.DEFINE_integer("warmup_steps", d.warmup_steps,
                                         "Avatar-only steps before the poses move."),
+      pose_steps=flags.DEFINE_integer(
+          "pose_steps", d.pose_steps, "Steps after the warm-up during which the poses train; "
+          "then only the avatar trains (0: poses train to the last step).", lower_bound=0),
       batch_frames=flags.DEFINE_integer("batch_frames", d.batch_frames,
                                         "Frames rendered per step."),
       num_gaussians=flags.DEFINE_integer("num_gaussians", d.num_gaussians,
@@ -350,6 +361,9 @@ def define_fit_flags() -> FitFlags:
       downsample=flags.DEFINE_integer(
           "downsample", d.downsample, "Integer factor by which frames are reduced for fitting "
           "(area averaging; 1: full resolution).", lower_bound=1),
+      max_fit_size=flags.DEFINE_integer(
+          "max_fit_size", d.max_fit_size, "Largest long side (pixels) of the fitted images: "
+          "the --downsample factor grows until the frames fit (0: no limit).", lower_bound=0),
       frame_cache_gb=flags.DEFINE_float(
           "frame_cache_gb", d.frame_cache_gb, "Host memory (GiB per sequence) for prepared "
           "frames; frames beyond it are read from disk again when a step draws them (0: "
@@ -359,40 +373,49 @@ def define_fit_flags() -> FitFlags:
   )
 
 
+def preset_summary(name: str = "quality") -> str:
+  """The fields in which preset ``name`` differs from the defaults, as ``field=value``."""
+  from hsjax import fit  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  base, chosen = fit.FitConfig(), fit.preset(name)
+  return ", ".join(f"{k}={getattr(chosen, k)}" for k in base.__dataclass_fields__
+                   if getattr(chosen, k) != getattr(base, k))
+
+
 def fit_config(f: FitFlags, body_model: str = "default", **overrides):
-  """The ``hsjax.fit.FitConfig`` of the flags (``overrides`` win).
+  """The ``hsjax.fit.FitConfig`` of the flags: ``--preset``'s configuration, with every fit
+  flag given on the command line applied over it (``overrides`` win over both).
 
   Raises:
     InputError: unknown loss names or pose groups, or a config the library rejects.
   """
   from hsjax import fit  # pylint: disable=g-import-not-at-top,import-outside-toplevel
-  refine = [g.strip() for g in f.refine.value if g.strip()]
-  unknown = [g for g in refine if g not in REFINE_GROUPS]
-  if unknown:
-    raise InputError(f"--refine: unknown pose group(s) {unknown}; valid: {list(REFINE_GROUPS)}")
-  steps = f.steps.value
-  kwargs = dict(
-      steps=steps, warmup_steps=min(f.warmup_steps.value, steps),
-      batch_frames=f.batch_frames.value, num_gaussians=f.num_gaussians.value,
-      sh_degree=f.sh_degree.value, body_model=body_model,
-      loss_weights=parse_losses(f.losses.value),
-      train_global_orient="global_orient" in refine, train_body_pose="body_pose" in refine,
-      train_transl="transl" in refine, train_betas=f.train_betas.value,
-      learn_skinning=f.learn_skinning.value, nonrigid=f.nonrigid.value,
-      densify_every=f.densify_every.value, backend=f.backend.value,
-      avatar_lrs=tuple(dict(fit.FitConfig().avatar_lrs, means=f.means_lr.value).items()),
-      camel_refresh_every=f.camel_refresh_every.value, align_depth=f.align_depth.value,
-      depth_focal_power=f.depth_focal_power.value,
-      tile_capacity=f.tile_capacity.value, downsample=f.downsample.value,
-      frame_cache_gb=f.frame_cache_gb.value,
-      progress=f.progress.value)
-  # Density control must fit inside the schedule of a short fit.
-  d = fit.FitConfig()
-  kwargs["densify_from"] = min(d.densify_from, steps)
-  kwargs["densify_until"] = min(d.densify_until, steps)
+  base = fit.preset(f.preset.value)
+  kwargs = dict(body_model=body_model, progress=f.progress.value)
+  if f.refine.present:
+    refine = [g.strip() for g in f.refine.value if g.strip()]
+    unknown = [g for g in refine if g not in REFINE_GROUPS]
+    if unknown:
+      raise InputError(f"--refine: unknown pose group(s) {unknown}; valid: "
+                       f"{list(REFINE_GROUPS)}")
+    kwargs.update(train_global_orient="global_orient" in refine,
+                  train_body_pose="body_pose" in refine, train_transl="transl" in refine)
+  if f.losses.present:
+    kwargs["loss_weights"] = parse_losses(f.losses.value)
+  if f.means_lr.present:
+    kwargs["avatar_lrs"] = tuple(dict(base.avatar_lrs, means=f.means_lr.value).items())
+  for name in ("steps", "warmup_steps", "pose_steps", "batch_frames", "num_gaussians",
+               "sh_degree", "train_betas", "learn_skinning", "nonrigid", "densify_every",
+               "camel_refresh_every", "align_depth", "depth_focal_power", "backend",
+               "tile_capacity", "downsample", "max_fit_size", "frame_cache_gb"):
+    if getattr(f, name).present:
+      kwargs[name] = getattr(f, name).value
+  steps = kwargs.get("steps", base.steps)
+  # The warm-up and density control must fit inside the schedule of a short fit.
+  for name in ("warmup_steps", "densify_from", "densify_until"):
+    kwargs[name] = min(kwargs.get(name, getattr(base, name)), steps)
   kwargs.update(overrides)
   try:
-    return fit.FitConfig(**kwargs)
+    return dataclasses.replace(base, **kwargs)
   except ValueError as e:
     raise InputError(str(e)) from e
 

@@ -22,9 +22,10 @@ import common  # pylint: disable=g-import-not-at-top,wrong-import-position
 # Flags each script must document (its own and the shared groups it uses).
 SEQUENCE = ("sequence", "format", "seed", "hmr_noise", "num_frames", "image_size", "depth",
             "num_eval_views", "num_novel_pose", "cache_dir")
-FIT = ("steps", "warmup_steps", "batch_frames", "num_gaussians", "sh_degree", "losses", "refine",
-       "train_betas", "learn_skinning", "nonrigid", "densify_every", "means_lr",
-       "camel_refresh_every", "backend", "tile_capacity", "fit_seed", "progress")
+FIT = ("preset", "steps", "warmup_steps", "pose_steps", "batch_frames", "num_gaussians",
+       "sh_degree", "losses", "refine", "train_betas", "learn_skinning", "nonrigid",
+       "densify_every", "means_lr", "camel_refresh_every", "backend", "tile_capacity",
+       "downsample", "max_fit_size", "fit_seed", "progress")
 OUT = ("output_dir", "eval_stride", "bbox_margin", "num_panels", "orbit_frames", "videos", "overwrite",
        "lpips")
 SCRIPT_FLAGS = {
@@ -140,6 +141,36 @@ def test_parse_losses():
     common.parse_losses("mask:high")
   with pytest.raises(common.InputError, match="unknown loss term 'colour'; valid names: .*rgb"):
     common.parse_losses("colour:1")
+
+
+def _fit_configs_of(*argvs: tuple[str, ...]) -> list[dict]:
+  """The FitConfig (as a dict) that the shared fit flags give for each command line."""
+  code = ("import json, sys, common; from absl import flags; f = common.define_fit_flags()\n"
+          "for argv in json.loads(sys.argv[1]):\n"
+          "  flags.FLAGS.unparse_flags(); flags.FLAGS(['x', *argv])\n"
+          "  print(common.fit_config(f).to_json())")
+  out = subprocess.run([sys.executable, "-c", code, json.dumps(argvs)], capture_output=True,
+                       text=True, cwd=EXPERIMENTS, check=True, timeout=300,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
+  return [json.loads(line) for line in out.stdout.strip().splitlines()[-len(argvs):]]
+
+
+def test_preset_flag_sets_the_preset_and_given_flags_override_it():
+  from hsjax import fit  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  fast, quality = fit.preset("fast"), fit.preset("quality")
+  plain, chosen, mixed, same_as_fast = _fit_configs_of(
+      (), ("--preset=quality",),
+      ("--preset=quality", "--steps=40", "--refine=transl", "--losses=depth:0"),
+      ("--preset=quality", f"--downsample={fast.downsample}"))
+  assert plain == json.loads(fast.to_json())
+  assert chosen == json.loads(quality.to_json())
+  assert mixed == json.loads(fit.preset(
+      "quality", steps=40, warmup_steps=min(quality.warmup_steps, 40),
+      densify_from=min(quality.densify_from, 40), densify_until=min(quality.densify_until, 40),
+      train_global_orient=False, train_body_pose=False, loss_weights=(("depth", 0.0),)
+  ).to_json())
+  # A flag given with the fast preset's value (its listed default) still overrides.
+  assert same_as_fast["downsample"] == fast.downsample != quality.downsample
 
 
 # ------------------------------------------------------------------------------------------

@@ -138,6 +138,23 @@ def test_poses_frozen_during_warmup_and_when_disabled(sequences, body_model):
   assert not np.array_equal(frozen.avatar.means, init.params.avatar.means)
 
 
+def test_poses_stop_after_pose_steps_while_the_avatar_trains_on(sequences, body_model):
+  config = dataclasses.replace(CONFIG, pose_steps=2, eval_every=1, densify_every=0)
+  assert config.pose_end == 4
+  seen = {}
+
+  def record(progress):
+    seen[progress.step] = (np.asarray(progress.params.poses.body_pose),
+                           np.asarray(progress.params.avatar.means))
+
+  _fit(sequences[0], body_model, config=config, callbacks=[record])
+  # seen[s]: after s steps; steps 2 and 3 (counting from 0) are the pose steps.
+  pose_moved = [np.abs(seen[s + 1][0] - seen[s][0]).max() > 0 for s in range(1, 6)]
+  avatar_moved = [np.abs(seen[s + 1][1] - seen[s][1]).max() > 0 for s in range(1, 6)]
+  assert pose_moved == [False, True, True, False, False]
+  assert all(avatar_moved)
+
+
 def test_fit_many_equals_single_fits(sequences, body_model):
   """vmap over 2 subjects (different lengths: one padded) == 2 separate fits."""
   keys = many_keys()

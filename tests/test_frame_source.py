@@ -71,6 +71,23 @@ def test_frames_are_composited_and_area_downsampled(sequence):
   assert (source.height, source.width) == (16, 16)
 
 
+def test_max_fit_size_raises_the_factor_to_one_that_divides_the_frames(sequence, body_model):
+  quality = fit_lib.FitConfig(downsample=1, max_fit_size=512)
+  assert quality.fit_downsample(256, 256) == 1  # small frames: full resolution
+  assert quality.fit_downsample(1080, 1920) == 4  # 1920 / 512 = 3.75 -> 4 divides both sides
+  assert quality.fit_downsample(720, 1280) == 4  # 3 does not divide 1280
+  assert dataclasses.replace(quality, downsample=5).fit_downsample(1080, 1920) == 5
+  with pytest.raises(ValueError, match="downsample=7 must divide"):
+    fit_lib.FitConfig(downsample=7).fit_downsample(256, 256)
+  # The source and the intrinsics of the fit follow the factor.
+  config = dataclasses.replace(CONFIG, downsample=1, max_fit_size=8)
+  source = fit_lib.FrameSource(sequence, config)
+  assert (source.factor, source.height, source.width) == (4, 8, 8)
+  data = fit_lib.prepare_data(sequence, config, body_model=body_model, source=source)
+  np.testing.assert_allclose(np.asarray(data.K[0]), np.diag([0.25, 0.25, 1.0]) @ np.asarray(
+      sequence.cameras.K)[..., :3, :3].reshape(-1, 3, 3)[0], rtol=1e-6)
+
+
 def test_depth_blocks_average_their_valid_pixels(sequence):
   depth = np.asarray(sequence.depth, np.float32).copy()
   depth[0, :2, :2] = [[2.0, 0.0], [np.nan, 4.0]]  # one valid pair of four, one NaN

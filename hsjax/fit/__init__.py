@@ -25,7 +25,10 @@ not for polishing a good initial guess.
 
 Schedule: for ``warmup_steps`` only the avatar trains (the pose groups' updates are masked
 with ``optax.transforms.conditionally_mask``, which also freezes their Adam moments), so the
-Gaussians first explain the images at the HMR poses; then avatar and poses train jointly.
+Gaussians first explain the images at the HMR poses; then avatar and poses train jointly,
+until the last step or for ``pose_steps`` steps, after which only the avatar trains. Named
+configurations: :func:`preset` (``"fast"``, the defaults; ``"quality"``: full resolution, a
+denser avatar, a longer schedule).
 Density control (``hsjax.density``; off by default, see ``FitConfig.densify_every``) runs
 every ``densify_every`` steps *outside* the jitted step, on fixed-capacity arrays, so it never
 retraces. So does the search of each Gaussian's nearest template vertex for the CAMEL terms
@@ -66,6 +69,8 @@ import sys
 import types
 
 from hsjax.fit.config import FitConfig
+from hsjax.fit.config import PRESETS
+from hsjax.fit.config import preset
 from hsjax.fit.data import FitData
 from hsjax.fit.data import FrameBatch
 from hsjax.fit.data import FrameSource
@@ -94,11 +99,13 @@ __all__ = [
     "FitState",
     "FrameBatch",
     "FrameSource",
+    "PRESETS",
     "fit",
     "fit_many",
     "init_state",
     "make_optimizer",
     "pose_error_callback",
+    "preset",
     "prepare_data",
     "resolve_losses",
     "step_frames",

@@ -31,6 +31,11 @@ class FitConfig:
   # and avatar drift (900 steps: MPJPE -46 %, 1800: -40 %, 300: -53 %).
   steps: int = 300  # optimisation steps in total (warm-up included).
   warmup_steps: int = 50  # avatar-only steps (a sixth of the fit, as tuned at 900 / 150).
+  # Steps after the warm-up during which the poses train (their cosine decay spans them);
+  # afterwards only the avatar trains. 0: until the last step. A long fit that keeps the
+  # poses moving lets poses and avatar drift together (see `steps`); the quality preset
+  # refines poses for as long as the fast one and spends its remaining steps on the avatar.
+  pose_steps: int = 0
   batch_frames: int = 4  # frames rendered per step (vmapped); <= frames in the sequence.
   # --- avatar
   body_model: str = "default"  # body model for hsjax.body.load_body_model (name or path).
@@ -45,6 +50,10 @@ class FitConfig:
   # Integer factor by which images, masks, depth and intrinsics are reduced for fitting
   # (area averaging). 2 renders a quarter of the pixels; the avatar itself has no resolution.
   downsample: int = 2
+  # Long side, pixels, that the fitted images may not exceed (0: no limit): the factor grows
+  # beyond `downsample` to the smallest one that divides the image size and meets the limit
+  # (fit_downsample). Whole frames are fitted, not crops of the person.
+  max_fit_size: int = 0
   backend: str = "auto"  # rasteriser backend: auto | xla | pallas | reference.
   tile_capacity: int = 128  # Gaussians kept per 16x16 tile (overflow is counted).
   # Tiles a Gaussian is listed in: "ellipse" (those its alpha >= 1/255 ellipse reaches) or
@@ -116,16 +125,47 @@ class FitConfig:
     if not 0 <= self.warmup_steps <= self.steps:
       raise ValueError(f"FitConfig.warmup_steps must lie in [0, steps={self.steps}], found "
                        f"{self.warmup_steps}")
+    if self.pose_steps < 0:
+      raise ValueError(f"FitConfig.pose_steps must be >= 0, found {self.pose_steps}")
     if self.batch_frames < 1:
       raise ValueError(f"FitConfig.batch_frames must be >= 1, found {self.batch_frames}")
     if self.num_gaussians < 1:
       raise ValueError(f"FitConfig.num_gaussians must be >= 1, found {self.num_gaussians}")
     if self.downsample < 1:
       raise ValueError(f"FitConfig.downsample must be an integer >= 1, found {self.downsample}")
+    if self.max_fit_size < 0:
+      raise ValueError(f"FitConfig.max_fit_size must be >= 0, found {self.max_fit_size}")
     if self.frame_cache_gb < 0:
       raise ValueError(f"FitConfig.frame_cache_gb must be >= 0, found {self.frame_cache_gb}")
     if len(self.background) != 3:
       raise ValueError(f"FitConfig.background must be 3 floats (RGB), found {self.background}")
+
+  def fit_downsample(self, height: int, width: int) -> int:
+    """The factor by which frames of ``height`` x ``width`` pixels are reduced for fitting:
+    ``downsample``, or with ``max_fit_size`` the smallest factor >= it that divides both sides
+    and leaves the long side at most ``max_fit_size``.
+
+    Raises:
+      ValueError: ``downsample`` does not divide the size, or no factor meets the limit.
+    """
+    if height % self.downsample or width % self.downsample:
+      raise ValueError(f"FitConfig.downsample={self.downsample} must divide the image size "
+                       f"{(width, height)}")
+    if not self.max_fit_size:
+      return self.downsample
+    for factor in range(self.downsample, max(height, width) + 1):
+      if not height % factor and not width % factor and max(height, width) <= (
+          self.max_fit_size * factor):
+        return factor
+    raise ValueError(f"FitConfig.max_fit_size={self.max_fit_size}: no factor divides the image "
+                     f"size {(width, height)} and reduces it that far")
+
+  @property
+  def pose_end(self) -> int:
+    """The step at which the poses stop training (``steps`` when they train to the end)."""
+    if self.pose_steps == 0:
+      return self.steps
+    return min(self.warmup_steps + self.pose_steps, self.steps)
 
   @property
   def refines_poses(self) -> bool:
@@ -151,3 +191,30 @@ class FitConfig:
 # Fields that may differ between a checkpoint and the fit resuming from it.
 RESUMABLE_FIELDS = ("frame_cache_gb", "progress", "log_every", "eval_every",
                     "checkpoint_every", "keep_checkpoints")
+
+
+# ------------------------------------------------------------------------------------------
+# Presets
+
+
+def _quality() -> FitConfig:
+  """The quality preset (chosen on the dev split: BENCHMARKS.md, "Quality preset")."""
+  return FitConfig(steps=1200, pose_steps=250, downsample=1, num_gaussians=10000,
+                   tile_capacity=256)
+
+
+# Named configurations. "fast" is FitConfig's defaults (the demo's); "quality" fits at the
+# sequence's full resolution with a denser avatar, refines the poses for as long as "fast" and
+# then trains only the avatar for the rest of a longer schedule.
+PRESETS = {"fast": FitConfig, "quality": _quality}
+
+
+def preset(name: str, **overrides) -> FitConfig:
+  """The named configuration (``"fast"`` or ``"quality"``) with ``overrides`` applied.
+
+  Raises:
+    ValueError: an unknown name, or overrides the configuration rejects.
+  """
+  if name not in PRESETS:
+    raise ValueError(f"unknown fit preset {name!r}; valid: {sorted(PRESETS)}")
+  return dataclasses.replace(PRESETS[name](), **overrides)

@@ -88,7 +88,7 @@ class FrameSource:
   fitted size: composited over ``config.background`` outside the mask when
   ``config.mask_background``, metric depth with its own intrinsics multiplied by
   :func:`focal_ratio`, non-finite depth set to 0 (invalid), then area-downsampled by
-  ``config.downsample``. Prepared frames are kept while they fit in
+  ``factor`` (``config.fit_downsample`` of the frame size). Prepared frames are kept while they fit in
   ``config.frame_cache_gb``; the others are prepared again from the sequence when asked for.
   Safe to call from a prefetching thread.
   """
@@ -107,14 +107,11 @@ class FrameSource:
     kind = getattr(sequence, "depth_kind", "metric") or "metric"
     if kind not in ("metric", "relative"):
       raise ValueError(f"sequence.depth_kind: expected 'metric' or 'relative', found {kind!r}")
-    if h % config.downsample or w % config.downsample:
-      raise ValueError(f"FitConfig.downsample={config.downsample} must divide the image size "
-                       f"{(w, h)}")
+    self.factor = config.fit_downsample(h, w)  # the fitted images are this much smaller
     self._images, self._masks = images, masks
     self.depth_kind = kind
     self.num_frames = t
-    self.height, self.width = h // config.downsample, w // config.downsample
-    self._factor = config.downsample
+    self.height, self.width = h // self.factor, w // self.factor
     self._background = (np.asarray(config.background, np.float32)
                         if config.mask_background else None)
     self._depth_scale = np.ones(t, np.float32)
@@ -184,9 +181,9 @@ class FrameSource:
       depth = np.where(np.isfinite(depth), depth, 0.0) * self._depth_scale[t]
     if self._background is not None:
       image = image * mask[..., None] + self._background * (1.0 - mask[..., None])
-    if self._factor > 1:
+    if self.factor > 1:
       image, mask, depth = (x[0] for x in _downsample(image[None], mask[None], depth[None],
-                                                      self._factor))
+                                                      self.factor))
     return image.astype(np.float32), mask.astype(np.float32), depth.astype(np.float32)
 
 
@@ -203,7 +200,7 @@ def prepare_data(sequence, config: FitConfig, body_model: BodyModel | None = Non
   """
   source = FrameSource(sequence, config) if source is None else source
   t = source.num_frames
-  h, w = source.height * config.downsample, source.width * config.downsample
+  h, w = source.height * source.factor, source.width * source.factor
   cams = sequence.cameras
   k = np.broadcast_to(np.asarray(cams.K, np.float32), (t, 3, 3))
   w2c = np.broadcast_to(np.asarray(cams.world_to_cam, np.float32), (t, 4, 4))
@@ -230,9 +227,9 @@ def prepare_data(sequence, config: FitConfig, body_model: BodyModel | None = Non
     depth_k = np.broadcast_to(depth_k, (t, 3, 3))
     if config.depth_focal_power and source.depth_kind == "metric" and source.has_depth:
       depth_k = k  # the source rescales the depth to the camera's focal length
-  k = _scale_intrinsics(k, config.downsample)
-  depth_k = _scale_intrinsics(depth_k, config.downsample)
-  keypoints, keypoint_conf = _keypoints(sequence, t, config.downsample)
+  k = _scale_intrinsics(k, source.factor)
+  depth_k = _scale_intrinsics(depth_k, source.factor)
+  keypoints, keypoint_conf = _keypoints(sequence, t, source.factor)
   init = SMPLParams(betas=jnp.asarray(betas),
                     body_pose=jnp.asarray(hmr.body_pose, jnp.float32),
                     global_orient=jnp.asarray(hmr.global_orient, jnp.float32),

@@ -94,8 +94,8 @@ def make_optimizer(config: FitConfig) -> optax.GradientTransformation:
 
   * avatar groups: constant LR, except ``means`` (exponential decay to
     ``means_lr_final_fraction``, as 3DGS);
-  * pose groups: cosine decay from their LR to ``pose_lr_final_fraction`` of it over the
-    post-warm-up steps, and masked to zero during the warm-up
+  * pose groups: cosine decay from their LR to ``pose_lr_final_fraction`` of it from the
+    end of the warm-up to ``config.pose_end``, and masked to zero outside that window
     (``optax.transforms.conditionally_mask``: the inner Adam state does not move either);
   * every group clips its own gradient's global norm to ``clip_norm`` first, so a large
     photometric gradient on the avatar cannot shrink the poses' step or vice versa;
@@ -113,10 +113,11 @@ def make_optimizer(config: FitConfig) -> optax.GradientTransformation:
   transforms = {FROZEN: optax.set_to_zero()}
   for name in POSE_GROUPS:
     lr = getattr(config, f"lr_{name}")
-    decay = max(config.steps - config.warmup_steps, 1)
+    decay = max(config.pose_end - config.warmup_steps, 1)
     schedule = optax.cosine_decay_schedule(lr, decay, alpha=config.pose_lr_final_fraction)
     transforms[name] = optax.transforms.conditionally_mask(
-        clipped(optax.adam(schedule)), lambda count, w=config.warmup_steps: count >= w)
+        clipped(optax.adam(schedule)),
+        lambda count, w=config.warmup_steps, e=config.pose_end: (count >= w) & (count < e))
   for name, lr in config.avatar_lrs:
     if name == "means":
       schedule = optax.exponential_decay(

@@ -190,3 +190,47 @@ def plot_pose_errors(path: str, per_frame: dict[str, dict[str, list[float]]]) ->
     panels.append((title, {"HMR init": per_frame["hmr"][key],
                            "refined": per_frame["refined"][key]}))
   plot_series(path, panels)
+
+
+def _nice_range(values: np.ndarray) -> tuple[float, float]:
+  """A padded [low, high] around ``values`` with round ends (for axes that do not start at 0)."""
+  lo, hi = float(np.min(values)), float(np.max(values))
+  pad = max(0.08 * (hi - lo), 1e-3 * max(abs(hi), 1.0))
+  step = 10.0 ** np.floor(np.log10(hi - lo + 2 * pad))
+  return float(np.floor((lo - pad) / step) * step), float(np.ceil((hi + pad) / step) * step)
+
+
+def plot_tradeoff(path: str, x_label: str, points: dict[str, float],
+                  panels: list[tuple[str, dict[str, float]]], *,
+                  size: tuple[int, int] = (420, 320)) -> None:
+  """Scatter plots drawn with PIL, side by side: one panel per ``(title, {label: y})``, all
+  against ``points`` (``{label: x}``, e.g. fit time); every point is labelled."""
+  width, height = size
+  canvas = Image.new("RGB", (width * len(panels), height), (255, 255, 255))
+  draw = ImageDraw.Draw(canvas)
+  font = _font(12)
+  labels = list(points)
+  xs = np.array([points[k] for k in labels], np.float64)
+  x_lo, x_hi = _nice_range(xs)
+  for col, (title, values) in enumerate(panels):
+    ys = np.array([values[k] for k in labels], np.float64)
+    y_lo, y_hi = _nice_range(ys)
+    left, right = col * width + 60, (col + 1) * width - 20
+    top, bottom = 28, height - 40
+    draw.text((left, 6), title, fill=(0, 0, 0), font=font)
+    to_x = lambda v: left + (right - left) * (v - x_lo) / (x_hi - x_lo)  # pylint: disable=cell-var-from-loop
+    to_y = lambda v: bottom - (bottom - top) * (v - y_lo) / (y_hi - y_lo)  # pylint: disable=cell-var-from-loop
+    for i in range(5):
+      yv, xv = y_lo + (y_hi - y_lo) * i / 4, x_lo + (x_hi - x_lo) * i / 4
+      draw.line([left + 1, to_y(yv), right - 1, to_y(yv)], fill=(230, 230, 230))
+      draw.text((col * width + 4, to_y(yv) - 7), f"{yv:.4g}", fill=(0, 0, 0), font=font)
+      draw.line([to_x(xv), bottom, to_x(xv), bottom + 4], fill=(0, 0, 0))
+      draw.text((to_x(xv) - 10, bottom + 6), f"{xv:.4g}", fill=(0, 0, 0), font=font)
+    draw.rectangle([left, top, right, bottom], outline=(0, 0, 0))
+    draw.text(((left + right) // 2 - 3 * len(x_label), bottom + 22), x_label, fill=(0, 0, 0),
+              font=font)
+    for label, x, y in zip(labels, xs, ys):
+      px, py = to_x(x), to_y(y)
+      draw.ellipse([px - 4, py - 4, px + 4, py + 4], fill=(60, 90, 200))
+      draw.text((px + 6, py - 7), label, fill=(0, 0, 0), font=font)
+  canvas.save(path)

@@ -1,0 +1,175 @@
+r"""Fit time against image quality and pose error: the sweep behind the ``quality`` preset.
+
+  # choose: candidate settings on dev sequences of the benchmark suite
+  python experiments/quality_sweep.py --output_dir=runs/quality_sweep_dev
+  # report: the two presets on the demo's default sequence (used for no choice)
+  python experiments/quality_sweep.py --sequences=default --variants=fast,quality \
+      --output_dir=runs/quality_sweep_default
+
+Each variant is the ``fast`` preset (``hsjax.fit.FitConfig()``) with the fields of
+``VARIANTS`` changed, or a named preset. Every (variant, sequence) pair is fitted, timed and
+evaluated as the demo evaluates (novel view and novel pose PSNR/SSIM inside the person's box,
+pose errors against the ground truth). Writes ``sweep.json`` (after every fit: a rerun skips
+the pairs already there, so a killed sweep loses at most one fit), ``sweep.md`` (printed) and
+``tradeoff.png``: novel-view PSNR, novel-pose PSNR and MPJPE against fit time, the mean over
+the sequences. ``--sequences`` takes ``default`` (the demo's sequence) and benchmark-suite
+names (``hsjax.data.synthetic.suite``); the quality preset was chosen on the dev entries only.
+Times are wall-clock seconds of the fit alone (compilation included) on this machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+from absl import flags
+import jax
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # pylint: disable=g-import-not-at-top,wrong-import-position  # experiments/common.py
+
+from hsjax import evaluation  # pylint: disable=g-import-not-at-top,wrong-import-position
+from hsjax import fit  # pylint: disable=g-import-not-at-top,wrong-import-position
+from hsjax import report  # pylint: disable=g-import-not-at-top,wrong-import-position
+from hsjax.data.synthetic import generator  # pylint: disable=g-import-not-at-top,wrong-import-position
+from hsjax.data.synthetic import suite  # pylint: disable=g-import-not-at-top,wrong-import-position
+from hsjax.report import figures  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+common.init_jax()
+
+# Variant name -> the fields changed from the fast preset, or the name of a preset.
+VARIANTS: dict[str, dict | str] = {
+    "fast": "fast",
+    "full_res": {"downsample": 1},
+    "full_res_600": {"downsample": 1, "steps": 600},
+    "full_res_1200": {"downsample": 1, "steps": 1200},
+    "full_res_600_avatar_after_300": {"downsample": 1, "steps": 600, "pose_steps": 250},
+    "quality": "quality",
+}
+
+_SEQUENCES = flags.DEFINE_list(
+    "sequences", ["dev/dance_a-s3", "dev/kick-s2"],
+    "Sequences: 'default' (the demo's) and benchmark-suite entry names.")
+_VARIANTS = flags.DEFINE_list("variants", list(VARIANTS),
+                              f"Variants to fit, of {', '.join(VARIANTS)}.")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", "runs/quality_sweep", "Where results go.")
+_EVAL_STRIDE = flags.DEFINE_integer("eval_stride", 1, "Image metrics on every k-th frame.",
+                                    lower_bound=1)
+_FIT_SEED = flags.DEFINE_integer("fit_seed", 0, "Seed of the fits' PRNG key.")
+_BODY_MODEL = common.define_body_model_flag()
+
+# Table columns: (header, key of a result row, format).
+COLUMNS = (("fit (s)", "fit_s", "{:.0f}"), ("NV PSNR", "nv_psnr", "{:.2f}"),
+           ("NV SSIM", "nv_ssim", "{:.3f}"), ("NP PSNR", "np_psnr", "{:.2f}"),
+           ("NP SSIM", "np_ssim", "{:.3f}"), ("train PSNR", "train_psnr", "{:.2f}"),
+           ("MPJPE", "mpjpe", "{:.1f}"), ("PA-MPJPE", "pa_mpjpe", "{:.1f}"),
+           ("root", "root_error", "{:.1f}"), ("V2V", "v2v", "{:.1f}"))
+
+
+def variant_config(name: str) -> fit.FitConfig:
+  """The FitConfig of a variant (progress bars off: the sweep prints one line per fit)."""
+  if name not in VARIANTS:
+    raise common.InputError(f"--variants: unknown variant '{name}'; valid: {list(VARIANTS)}")
+  spec = VARIANTS[name]
+  if isinstance(spec, str):
+    return fit.preset(spec, progress=False)
+  return fit.preset("fast", progress=False, **spec)
+
+
+def load(name: str, body_model):
+  """The sequence ``name``: ``default`` or a benchmark-suite entry."""
+  if name == "default":
+    return generator.synthetic_sequence("default", seed=0, hmr_noise="hmr2_like",
+                                        body_model=body_model)
+  entries = {e.name: e for e in suite.SUITE}
+  if name not in entries:
+    raise common.InputError(f"--sequences: unknown sequence '{name}'; valid: 'default' and "
+                            f"the suite's {list(entries)}")
+  return entries[name].load(body_model=body_model)
+
+
+def fit_and_score(sequence, config: fit.FitConfig, body_model) -> dict:
+  """Fits ``sequence`` and returns its fit time and the demo's metrics (one flat dict)."""
+  t0 = time.perf_counter()
+  result = fit.fit(sequence, config, key=jax.random.key(_FIT_SEED.value),
+                   body_model=body_model)
+  fit_s = time.perf_counter() - t0
+  ev = evaluation.evaluate_run(body_model, sequence, result.avatar, result.poses,
+                               background=config.background, frame_stride=_EVAL_STRIDE.value,
+                               backend=config.backend, tile_capacity=config.tile_capacity,
+                               use_lpips=False)
+  pose = ev["pose"]["refined"]
+  return {"fit_s": fit_s, "nv_psnr": ev["novel_view"]["psnr"],
+          "nv_ssim": ev["novel_view"]["ssim"], "np_psnr": ev["novel_pose"]["psnr"],
+          "np_ssim": ev["novel_pose"]["ssim"], "train_psnr": ev["train_view"]["psnr"],
+          **{k: pose[k] for k in ("mpjpe", "pa_mpjpe", "root_error", "v2v")},
+          "hmr": {k: ev["pose"]["hmr"][k] for k in ("mpjpe", "pa_mpjpe", "root_error", "v2v")},
+          "config": config.to_json()}
+
+
+def mean_rows(results: dict, variants: list[str], sequences: list[str]) -> dict:
+  """``{variant: {metric: mean over the sequences}}`` for the variants fitted on all of them."""
+  out = {}
+  for v in variants:
+    rows = [results[v][s] for s in sequences if s in results.get(v, {})]
+    if len(rows) == len(sequences):
+      out[v] = {key: float(np.mean([r[key] for r in rows])) for _, key, _ in COLUMNS}
+  return out
+
+
+def table(rows: dict[str, dict]) -> str:
+  lines = ["| variant | " + " | ".join(h for h, _, _ in COLUMNS) + " |",
+           "| --- |" + " ---: |" * len(COLUMNS)]
+  for name, row in rows.items():
+    lines.append(f"| {name} | " + " | ".join(f.format(row[k]) for _, k, f in COLUMNS) + " |")
+  return "\n".join(lines)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise common.InputError(f"unexpected arguments {argv[1:]} (flags need --name=value)")
+  variants = list(_VARIANTS.value)
+  configs = {v: variant_config(v) for v in variants}  # unknown names fail before any fit
+  body_model = common.load_body_model(_BODY_MODEL.value)
+  sequences = {name: load(name, body_model) for name in _SEQUENCES.value}
+  out_dir = _OUTPUT_DIR.value
+  common.write_config(out_dir, "quality_sweep", sequences=list(sequences), variants=variants)
+  path = os.path.join(out_dir, "sweep.json")
+  results = {}
+  if os.path.exists(path):
+    with open(path) as f:
+      results = json.load(f)["results"]
+  for v in variants:
+    for name, sequence in sequences.items():
+      if name in results.get(v, {}):
+        print(f"{v} on {name}: done before, kept", flush=True)
+        continue
+      row = fit_and_score(sequence, configs[v], body_model)
+      results.setdefault(v, {})[name] = row
+      report.write_json(path, {"sequences": list(sequences), "results": results})
+      print(f"{v} on {name}: fit {row['fit_s']:.0f} s, NV {row['nv_psnr']:.2f} dB, NP "
+            f"{row['np_psnr']:.2f} dB, MPJPE {row['mpjpe']:.1f} mm", flush=True)
+  means = mean_rows(results, variants, list(sequences))
+  figures.plot_tradeoff(
+      os.path.join(out_dir, "tradeoff.png"), "fit time (s, 2 CPU cores)",
+      {v: m["fit_s"] for v, m in means.items()},
+      [("novel-view PSNR (dB)", {v: m["nv_psnr"] for v, m in means.items()}),
+       ("novel-pose PSNR (dB)", {v: m["np_psnr"] for v, m in means.items()}),
+       ("MPJPE (mm)", {v: m["mpjpe"] for v, m in means.items()})])
+  per_sequence = "\n\n".join(
+      f"### {name}\n\n" + table({v: results[v][name] for v in variants}) for name in sequences)
+  text = "\n\n".join([
+      f"# Quality sweep: {len(variants)} variants on {', '.join(sequences)}",
+      "Mean over the sequences; PSNR / SSIM inside the person's box (NV: held-out views, NP: "
+      "unseen poses), pose errors in mm, fit time in s (compilation included).",
+      table(means), per_sequence])
+  with open(os.path.join(out_dir, "sweep.md"), "w") as f:
+    f.write(text + "\n")
+  print(text)
+
+
+if __name__ == "__main__":
+  common.run(main)
