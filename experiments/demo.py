@@ -14,6 +14,10 @@ r"""The main demo: fit the default synthetic sequence and write every output.
    ``train_view.mp4``, ``orbit.mp4``, ``pose_error.png``, ``flags.txt``, ``config.json``,
    and ``viewer/``, the avatar moving in a browser (``experiments/view.py --serve`` shows it).
 
+``python experiments/demo.py --preset=quality --output_dir=outputs/demo_quality`` fits at
+full resolution for 600 steps with the shape refined (about 3.5 minutes of fitting; numbers
+in README.md, "Presets: fast and quality").
+
 Every flag of ``experiments/fit.py`` works here too (``--helpfull``); this script only
 changes the output folder and prints a summary. Re-running resumes from the checkpoints in
 ``outputs/demo/checkpoints`` (pass ``--overwrite`` to start over; a changed configuration is refused without it).

@@ -35,6 +35,8 @@ SCRIPT_FLAGS = {
     "fit_many": SEQUENCE + FIT + OUT + ("body_model", "sequences", "shard", "write_runs",
                                         "checkpoints", "distributed", "coordinator_address",
                                         "num_processes", "process_id"),
+    "quality_sweep": ("sequences", "variants", "output_dir", "eval_stride", "fit_seed",
+                      "body_model"),
     "evaluate": ("run_dir", "output_dir", "poses", "eval_stride", "bbox_margin", "lpips",
                  "outputs", "progress"),
     "animate": ("run_dir", "avatar", "betas_from", "motion", "fps", "max_frames", "view",
@@ -129,6 +131,13 @@ def test_animate_bad_inputs():
 def test_ablate_unknown_variant():
   _fails(run_script("ablate", "--variants=joint,gart"), 2,
          r"--variants: unknown variant\(s\) \['gart'\]; valid: \['hmr', 'fixed', 'photometric'")
+
+
+def test_quality_sweep_unknown_variant_or_sequence():
+  _fails(run_script("quality_sweep", "--variants=fast,slow"), 2,
+         r"--variants: unknown variant 'slow'; valid: \['fast', 'full_res'")
+  _fails(run_script("quality_sweep", "--variants=fast", "--sequences=dev/nothing-s0"), 2,
+         r"--sequences: unknown sequence 'dev/nothing-s0'; valid: 'default' and")
 
 
 def test_parse_losses():

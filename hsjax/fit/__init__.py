@@ -28,7 +28,7 @@ with ``optax.transforms.conditionally_mask``, which also freezes their Adam mome
 Gaussians first explain the images at the HMR poses; then avatar and poses train jointly,
 until the last step or for ``pose_steps`` steps, after which only the avatar trains. Named
 configurations: :func:`preset` (``"fast"``, the defaults; ``"quality"``: full resolution, a
-denser avatar, a longer schedule).
+longer schedule, the shape refined too).
 Density control (``hsjax.density``; off by default, see ``FitConfig.densify_every``) runs
 every ``densify_every`` steps *outside* the jitted step, on fixed-capacity arrays, so it never
 retraces. So does the search of each Gaussian's nearest template vertex for the CAMEL terms

@@ -215,7 +215,7 @@ def plot_tradeoff(path: str, x_label: str, points: dict[str, float],
   for col, (title, values) in enumerate(panels):
     ys = np.array([values[k] for k in labels], np.float64)
     y_lo, y_hi = _nice_range(ys)
-    left, right = col * width + 60, (col + 1) * width - 20
+    left, right = col * width + 60, (col + 1) * width - 90  # room for point labels
     top, bottom = 28, height - 40
     draw.text((left, 6), title, fill=(0, 0, 0), font=font)
     to_x = lambda v: left + (right - left) * (v - x_lo) / (x_hi - x_lo)  # pylint: disable=cell-var-from-loop
