@@ -377,7 +377,8 @@ def preset_summary(name: str = "quality") -> str:
   """The fields in which preset ``name`` differs from the defaults, as ``field=value``."""
   from hsjax import fit  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   base, chosen = fit.FitConfig(), fit.preset(name)
-  return ", ".join(f"{k}={getattr(chosen, k)}" for k in base.__dataclass_fields__
+  names = [field.name for field in dataclasses.fields(base)]
+  return ", ".join(f"{k}={getattr(chosen, k)}" for k in names
                    if getattr(chosen, k) != getattr(base, k))
 
 
