@@ -52,6 +52,19 @@ _FIT, _OUT, _BODY_MODEL = (common.define_fit_flags(),
 flags.adopt_module_key_flags(common)
 
 
+def video_schedule(fit_flags: common.FitFlags) -> dict:
+  """``steps`` / ``warmup_steps`` overrides: the video fit's own schedule
+  (``hsjax.video.VIDEO_SCHEDULE``, a given ``--warmup_steps`` kept within it), or none when
+  ``--steps`` or ``--preset`` chooses the schedule."""
+  from hsjax import video  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  if fit_flags.steps.present or fit_flags.preset.present:
+    return {}
+  steps, warmup = video.VIDEO_SCHEDULE
+  if fit_flags.warmup_steps.present:
+    warmup = min(fit_flags.warmup_steps.value, steps)
+  return {"steps": steps, "warmup_steps": warmup}
+
+
 def main(argv):
   if len(argv) > 1:
     raise common.InputError(f"unexpected arguments {argv[1:]} (flags need --name=value)")
@@ -69,13 +82,8 @@ def main(argv):
     weights["keypoints_2d"] = _KEYPOINTS_WEIGHT.value
   base = common.fit_config(_FIT, body_model=_BODY_MODEL.value)
   weights.update(dict(base.loss_weights))  # --losses wins over the video defaults
-  schedule = {}
-  if not _FIT.steps.present:  # the video fit's own schedule unless --steps is given
-    schedule = dict(zip(("steps", "warmup_steps"), video.VIDEO_SCHEDULE))
-    if _FIT.warmup_steps.present:
-      schedule["warmup_steps"] = min(_FIT.warmup_steps.value, schedule["steps"])
   config = common.fit_config(_FIT, body_model=_BODY_MODEL.value,
-                             loss_weights=tuple(weights.items()), **schedule)
+                             loss_weights=tuple(weights.items()), **video_schedule(_FIT))
   run_dir = _OUT.output_dir.value
   progress = config.progress
   times = {}

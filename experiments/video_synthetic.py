@@ -14,10 +14,11 @@ ground-truth mask. Prints a table and writes ``results.json``.
 
 The default ``--sequences`` are the evaluation sequences: the correspondence was calibrated
 on other clips (``experiments/video_landmark_offsets.py``), and settings are compared on
-those (e.g. ``--sequences=dance_a:1``). Measured (calibrated correspondence, keypoint weight
-1.0, 900 steps, 2 busy CPU cores, ~7-10 minutes a sequence): MPJPE / PA-MPJPE landmark init
--> joint fit ``default:0`` 92.0 / 80.4 -> 85.7 / 70.0 mm, ``kick:3`` 221.2 / 175.5 -> 210.8 /
-166.5, ``spin:4`` 203.4 / 113.1 -> 189.3 / 98.1; refined mask IoU 0.868, 0.775, 0.719.
+those (e.g. ``--sequences=dance_a:1,punch:2,jump:5``; ``--steps=0 --bones_weight=W`` compares
+initialisations only). Measured (the video fit's defaults: bone-direction weight 3, keypoint
+weight 0.1, 600 steps; 1-2 minutes a sequence on 2 CPU cores): MPJPE / PA-MPJPE landmark
+init -> joint fit ``default:0`` 80.1 / 66.2 -> 79.0 / 60.5 mm, ``kick:3`` 151.2 / 116.1 ->
+144.0 / 108.6, ``spin:4`` 177.7 / 94.5 -> 170.5 / 93.8; refined mask IoU 0.904, 0.822, 0.777.
 """
 
 from __future__ import annotations
@@ -37,10 +38,15 @@ common.init_jax()
 _SEQUENCES = flags.DEFINE_list("sequences", ["default:0", "kick:3", "spin:4"],
                                "Synthetic sequences as name:seed.")
 _NUM_FRAMES = flags.DEFINE_integer("num_frames", 60, "Frames per sequence.")
-_STEPS = flags.DEFINE_integer("steps", 900, "Joint-fit steps (0: initialisation only).")
-_WARMUP = flags.DEFINE_integer("warmup_steps", 150, "Avatar-only steps.")
+_STEPS = flags.DEFINE_integer("steps", -1, "Joint-fit steps (0: initialisation only; -1: "
+                              "the video fit's, hsjax.video.VIDEO_SCHEDULE).")
+_WARMUP = flags.DEFINE_integer("warmup_steps", -1, "Avatar-only steps (-1: the video fit's).")
 _KEYPOINTS_WEIGHT = flags.DEFINE_float("keypoints_weight", -1.0,
                                        "Weight of the 2D keypoint term (-1: the video default).")
+_POSE_PRIOR_WEIGHT = flags.DEFINE_float("pose_prior_weight", -1.0, "Weight of the pose prior "
+                                        "in the joint fit (-1: the video default).")
+_BONES_WEIGHT = flags.DEFINE_float("bones_weight", -1.0, "Weight of the world landmarks' bone "
+                                   "directions in the initialisation (-1: InitConfig's).")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "runs/video_synthetic", "Where results go.")
 
 
@@ -93,7 +99,10 @@ def main(argv):
     t1 = time.perf_counter()
     cams = video.video_cameras(seq.cameras.width, seq.cameras.height, len(seq),
                                focal=float(np.asarray(seq.cameras.K)[0, 0, 0]))
-    init, keypoints, _ = video.initialise(body_model, obs, cams)
+    init_config = video.InitConfig()
+    if _BONES_WEIGHT.value >= 0:
+      init_config = dataclasses.replace(init_config, w_bones=_BONES_WEIGHT.value)
+    init, keypoints, _ = video.initialise(body_model, obs, cams, init_config)
     t2 = time.perf_counter()
     gt_cam, hmr_cam = camera_frame_gt(body_model, seq)
     keep = video.usable_frames(obs)
@@ -113,13 +122,18 @@ def main(argv):
     row["observed_mask_iou"] = float(np.mean(
         np.logical_and(mp_masks, gt_masks > 0.5).sum((1, 2))
         / np.maximum(np.logical_or(mp_masks, gt_masks > 0.5).sum((1, 2)), 1)))
-    if _STEPS.value > 0:
+    steps, warmup = video.VIDEO_SCHEDULE
+    steps = steps if _STEPS.value < 0 else _STEPS.value
+    warmup = warmup if _WARMUP.value < 0 else _WARMUP.value
+    if steps > 0:
       vseq, _ = video.build_sequence(spec, frames, obs, cams, init, keypoints, fps=seq.fps,
                                      gt=gt_k)
       weights = dict(video.VIDEO_LOSS_WEIGHTS)
       if _KEYPOINTS_WEIGHT.value >= 0:
         weights["keypoints_2d"] = _KEYPOINTS_WEIGHT.value
-      config = fit.FitConfig(steps=_STEPS.value, warmup_steps=_WARMUP.value,
+      if _POSE_PRIOR_WEIGHT.value >= 0:
+        weights["pose_prior"] = _POSE_PRIOR_WEIGHT.value
+      config = fit.FitConfig(steps=steps, warmup_steps=min(warmup, steps),
                              loss_weights=tuple(weights.items()), progress=False)
       t3 = time.perf_counter()
       result = fit.fit(vseq, config, key=jax.random.key(0), body_model=body_model)

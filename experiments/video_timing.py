@@ -9,17 +9,17 @@ centred on a 1280 x 720 canvas of the render's grey background, written as H.264
 command then runs exactly as a user runs it (a subprocess, its default flags: ``--stride=2``,
 ``--max_frames=150``, ``--long_side=512``), and its ``timing.json`` gives the stages. The
 issue's budget on 2 CPU cores: observation <= 100 ms a frame, initialisation <= 60 s, the
-whole command <= 15 minutes with the default fit (900 steps).
+whole command <= 15 minutes with the default fit (``hsjax.video.VIDEO_SCHEDULE``).
 
-``--steps`` below 900 shortens the fit to measure the other stages quickly; the table then
-also gives the fit's time per step and, marked as extrapolated, the 900-step total. Prints a
-table and writes ``timing.json`` (and the clip) in ``--output_dir``; ``--reuse`` redoes the
-table from a previous run.
+``--steps`` below the default shortens the fit to measure the other stages quickly; the table
+then also gives the fit's time per step and, marked as extrapolated, the default fit's total.
+Prints a table and writes ``timing.json`` (and the clip) in ``--output_dir``; ``--reuse``
+redoes the table from a previous run.
 
-Measured with ``--steps=90`` on 2 shared CPU cores while another fit ran (so on the slow
-side): decode 1.9 s, observe 39 ms/frame (150 frames of 512 x 288), initialise 33 s, fit
-102 s of compilation + 454 ms/step, evaluation + outputs + overlay 142 s; the whole command
-340 s, extrapolated to the default 900 steps 707 s (budget 900 s). About 6 minutes to run.
+Measured with the default 600 steps on 2 CPU cores: decode 1.7 s, observe 35 ms/frame (150
+frames of 512 x 288), initialise 9.4 s, fit 118 s (28 s of compilation + 150 ms/step),
+evaluation + outputs + overlay 48 s; the whole command 193 s (budget 900 s). About 4 minutes
+to run.
 """
 
 from __future__ import annotations
@@ -37,15 +37,14 @@ import common  # pylint: disable=g-import-not-at-top,wrong-import-position  # ex
 
 common.init_jax()
 
-_STEPS = flags.DEFINE_integer("steps", 900, "Joint-fit steps of the timed command (default "
-                              "fit: 900); fewer are extrapolated linearly to 900 in the table.")
+_STEPS = flags.DEFINE_integer("steps", -1, "Joint-fit steps of the timed command (-1: the "
+                              "video fit's, hsjax.video.VIDEO_SCHEDULE); fewer are extrapolated "
+                              "linearly to the video fit's in the table.")
 _REUSE = flags.DEFINE_bool("reuse", False, "Only redo the table from a previous run in "
                             "--output_dir.")
 _SECONDS = flags.DEFINE_float("seconds", 10.0, "Clip length, seconds (at 30 fps).")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "runs/video_timing",
                                   "Where the clip, the command's run directory and timing.json go.")
-DEFAULT_STEPS = 900
-DEFAULT_WARMUP = 150  # the default fit's avatar-only steps (scaled with --steps)
 FPS = 30
 
 
@@ -90,10 +89,13 @@ def main(argv):
   clip = make_clip(clip_path, _SECONDS.value)
   print(f"{clip_path}: {clip['frames']} frames 1280x720 at {FPS} fps "
         f"({time.perf_counter() - t0:.0f} s to make)")
+  from hsjax import video  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  default_steps, default_warmup = video.VIDEO_SCHEDULE
+  steps = default_steps if _STEPS.value < 0 else _STEPS.value
   script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "video.py")
   cmd = [sys.executable, script, f"--video={clip_path}", f"--output_dir={run_dir}",
-         f"--steps={_STEPS.value}",
-         f"--warmup_steps={round(DEFAULT_WARMUP * _STEPS.value / DEFAULT_STEPS)}",
+         f"--steps={steps}",
+         f"--warmup_steps={round(default_warmup * steps / default_steps)}",
          "--redetect", "--noprogress"]
   print(" ".join(cmd))
   t0 = time.perf_counter()
@@ -102,29 +104,32 @@ def main(argv):
   if result.returncode != 0:
     raise common.InputError(f"video.py failed (exit {result.returncode}):\n"
                             f"{result.stderr[-3000:]}")
-  report(run_dir, wall, clip, _STEPS.value)
+  report(run_dir, wall, clip, steps)
 
 
 def report(run_dir: str, wall: float, clip: dict, steps: int) -> None:
   """Prints the table and writes ``timing.json`` from the command's run directory."""
+  from hsjax import video  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  default_steps = video.VIDEO_SCHEDULE[0]
   with open(os.path.join(run_dir, "timing.json")) as f:
     stages = json.load(f)
-  with open(os.path.join(run_dir, "config.json")) as f:
-    frames = json.load(f)["video"]["frames"]
+  with open(os.path.join(run_dir, "video.json")) as f:
+    frames = json.load(f)["frames"]
   with open(os.path.join(run_dir, "metrics.json")) as f:
     step_ms = json.load(f)["fit"]["step_ms"]  # compilation left out (experiments/common.py)
   fit_s = stages.get("fit_s", 0.0)
   rest = wall - fit_s
   compile_s = max(fit_s - steps * step_ms / 1000.0, 0.0)  # and the first record
-  fit_900 = compile_s + DEFAULT_STEPS * step_ms / 1000.0
+  fit_default = compile_s + default_steps * step_ms / 1000.0
   row = {"clip": clip, "frames_observed": frames, "steps": steps, "stages_s": stages,
          "command_wall_s": wall, "fit_step_ms": step_ms, "fit_compile_s": compile_s,
-         "fit_s_900_steps": fit_900, "fit_900_extrapolated": steps != DEFAULT_STEPS,
-         "command_s_900_steps": rest + fit_900,
+         "default_steps": default_steps, "fit_s_default_steps": fit_default,
+         "fit_default_extrapolated": steps != default_steps,
+         "command_s_default_steps": rest + fit_default,
          "budget": {"observe_ms_per_frame": 100, "initialise_s": 60, "command_s": 900}}
   with open(os.path.join(os.path.dirname(run_dir), "timing.json"), "w") as f:
     json.dump(row, f, indent=1)
-  mark = " (extrapolated)" if row["fit_900_extrapolated"] else ""
+  mark = " (extrapolated)" if row["fit_default_extrapolated"] else ""
   print(f"\n{frames} frames observed (10 s, 30 fps, 720p, stride 2; decoded at 512 x 288)")
   print("| stage | time | budget |")
   print("|---|---|---|")
@@ -137,8 +142,8 @@ def report(run_dir: str, wall: float, clip: dict, steps: int) -> None:
   print(f"| evaluate + outputs + overlay | {stages.get('evaluate_s', 0):.0f} + "
         f"{stages.get('outputs_s', 0):.0f} + {stages.get('overlay_s', 0):.0f} s | |")
   print(f"| whole command, {steps} steps | {wall:.0f} s | |")
-  print(f"| whole command, default 900 steps{mark} | {row['command_s_900_steps']:.0f} s | "
-        "900 s |")
+  print(f"| whole command, default {default_steps} steps{mark} | "
+        f"{row['command_s_default_steps']:.0f} s | 900 s |")
 
 
 if __name__ == "__main__":

@@ -182,6 +182,23 @@ def test_preset_flag_sets_the_preset_and_given_flags_override_it():
   assert same_as_fast["downsample"] == fast.downsample != quality.downsample
 
 
+def test_video_fit_takes_its_schedule_unless_steps_or_preset_choose_one():
+  code = ("import json, sys, video; from absl import flags\n"
+          "for argv in json.loads(sys.argv[1]):\n"
+          "  flags.FLAGS.unparse_flags(); flags.FLAGS(['x', *argv])\n"
+          "  print(json.dumps(video.video_schedule(video._FIT)))")
+  argvs = ((), ("--warmup_steps=5",), ("--warmup_steps=100000",), ("--steps=40",),
+           ("--preset=quality",), ("--preset=fast",))
+  out = subprocess.run([sys.executable, "-c", code, json.dumps(argvs)], capture_output=True,
+                       text=True, cwd=EXPERIMENTS, check=True, timeout=300,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
+  got = [json.loads(line) for line in out.stdout.strip().splitlines()[-len(argvs):]]
+  from hsjax import video  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  steps, warmup = video.VIDEO_SCHEDULE
+  assert got == [{"steps": steps, "warmup_steps": warmup}, {"steps": steps, "warmup_steps": 5},
+                 {"steps": steps, "warmup_steps": steps}, {}, {}, {}]
+
+
 # ------------------------------------------------------------------------------------------
 # End to end
 
