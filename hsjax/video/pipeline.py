@@ -32,8 +32,8 @@ DEFAULT_DIAGONAL_FOV_DEG = 2.0 * math.degrees(math.atan(0.5))
 # calibration clips dance_a:1, punch:2 and jump:5 (`experiments/video_synthetic.py
 # --sequences=dance_a:1,punch:2,jump:5 --keypoints_weight=W --steps=S --warmup_steps=S/6`),
 # from the landmark initialisation of InitConfig's defaults. Mean improvement of the joint fit
-# over that initialisation, MPJPE / PA-MPJPE, and the refined render's mask IoU, at 300 steps:
-# W = 1.0 -3.5 / -0.5 % (0.838), 0.3 +0.2 / +2.5 % (0.857), 0.1 +1.7 / +3.3 % (0.868),
+# over that initialisation, MPJPE / PA-MPJPE (negative: worse), and the refined render's mask
+# IoU, at 300 steps: W = 1.0 -3.5 / -0.5 % (0.838), 0.3 +0.2 / +2.5 % (0.857), 0.1 +1.7 / +3.3 % (0.868),
 # 0 -0.4 / +0.7 % (0.869); with W = 0.1 at 600 steps +2.1 / +5.3 % (0.880) and at 900 +0.7 /
 # +4.1 % (0.883). Once the initialisation reads depth from BlazePose's bone directions, the
 # 2D landmarks (~7 px off) mostly pull the body away from the silhouette, so they get a light
