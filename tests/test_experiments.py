@@ -152,16 +152,23 @@ def test_parse_losses():
     common.parse_losses("colour:1")
 
 
-def _fit_configs_of(*argvs: tuple[str, ...]) -> list[dict]:
-  """The FitConfig (as a dict) that the shared fit flags give for each command line."""
-  code = ("import json, sys, common; from absl import flags; f = common.define_fit_flags()\n"
+def _json_per_command_line(setup: str, expression: str, argvs) -> list:
+  """``expression`` (JSON text) after parsing each command line of ``argvs`` with the flags
+  that ``setup`` defines, in a fresh interpreter in experiments/."""
+  code = (f"import json, sys; from absl import flags; {setup}\n"
           "for argv in json.loads(sys.argv[1]):\n"
           "  flags.FLAGS.unparse_flags(); flags.FLAGS(['x', *argv])\n"
-          "  print(common.fit_config(f).to_json())")
+          f"  print({expression})")
   out = subprocess.run([sys.executable, "-c", code, json.dumps(argvs)], capture_output=True,
                        text=True, cwd=EXPERIMENTS, check=True, timeout=300,
                        env=dict(os.environ, PYTHONPATH=ROOT))
   return [json.loads(line) for line in out.stdout.strip().splitlines()[-len(argvs):]]
+
+
+def _fit_configs_of(*argvs: tuple[str, ...]) -> list[dict]:
+  """The FitConfig (as a dict) that the shared fit flags give for each command line."""
+  return _json_per_command_line("import common; f = common.define_fit_flags()",
+                                "common.fit_config(f).to_json()", argvs)
 
 
 def test_preset_flag_sets_the_preset_and_given_flags_override_it():
@@ -183,16 +190,10 @@ def test_preset_flag_sets_the_preset_and_given_flags_override_it():
 
 
 def test_video_fit_takes_its_schedule_unless_steps_or_preset_choose_one():
-  code = ("import json, sys, video; from absl import flags\n"
-          "for argv in json.loads(sys.argv[1]):\n"
-          "  flags.FLAGS.unparse_flags(); flags.FLAGS(['x', *argv])\n"
-          "  print(json.dumps(video.video_schedule(video._FIT)))")
   argvs = ((), ("--warmup_steps=5",), ("--warmup_steps=100000",), ("--steps=40",),
            ("--preset=quality",), ("--preset=fast",))
-  out = subprocess.run([sys.executable, "-c", code, json.dumps(argvs)], capture_output=True,
-                       text=True, cwd=EXPERIMENTS, check=True, timeout=300,
-                       env=dict(os.environ, PYTHONPATH=ROOT))
-  got = [json.loads(line) for line in out.stdout.strip().splitlines()[-len(argvs):]]
+  got = _json_per_command_line("import video", "json.dumps(video.video_schedule(video._FIT))",
+                               argvs)
   from hsjax import video  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   steps, warmup = video.VIDEO_SCHEDULE
   assert got == [{"steps": steps, "warmup_steps": warmup}, {"steps": steps, "warmup_steps": 5},
