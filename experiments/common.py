@@ -286,6 +286,7 @@ class FitFlags:
   losses: Any
   refine: Any
   train_betas: Any
+  lr_betas: Any
   learn_skinning: Any
   nonrigid: Any
   densify_every: Any
@@ -338,6 +339,8 @@ def define_fit_flags() -> FitFlags:
           f"{','.join(REFINE_GROUPS)}; empty ('--refine=') keeps the HMR poses fixed (the "
           "avatar-only baseline)."),
       train_betas=flags.DEFINE_bool("train_betas", d.train_betas, "Also refine the shape."),
+      lr_betas=flags.DEFINE_float("lr_betas", d.lr_betas, "Adam learning rate of the shape "
+                                  "(betas units a step) when --train_betas."),
       learn_skinning=flags.DEFINE_bool("learn_skinning", d.learn_skinning,
                                        "Learn the skinning weights."),
       nonrigid=flags.DEFINE_bool("nonrigid", d.nonrigid, "Pose-dependent non-rigid MLP."),
@@ -405,8 +408,8 @@ def fit_config(f: FitFlags, body_model: str = "default", **overrides):
   if f.means_lr.present:
     kwargs["avatar_lrs"] = tuple(dict(base.avatar_lrs, means=f.means_lr.value).items())
   for name in ("steps", "warmup_steps", "pose_steps", "batch_frames", "num_gaussians",
-               "sh_degree", "train_betas", "learn_skinning", "nonrigid", "densify_every",
-               "camel_refresh_every", "align_depth", "depth_focal_power", "backend",
+               "sh_degree", "train_betas", "lr_betas", "learn_skinning", "nonrigid",
+               "densify_every", "camel_refresh_every", "align_depth", "depth_focal_power", "backend",
                "tile_capacity", "downsample", "max_fit_size", "frame_cache_gb"):
     if getattr(f, name).present:
       kwargs[name] = getattr(f, name).value

@@ -23,7 +23,7 @@ import common  # pylint: disable=g-import-not-at-top,wrong-import-position
 SEQUENCE = ("sequence", "format", "seed", "hmr_noise", "num_frames", "image_size", "depth",
             "num_eval_views", "num_novel_pose", "cache_dir")
 FIT = ("preset", "steps", "warmup_steps", "pose_steps", "batch_frames", "num_gaussians",
-       "sh_degree", "losses", "refine", "train_betas", "learn_skinning", "nonrigid",
+       "sh_degree", "losses", "refine", "train_betas", "lr_betas", "learn_skinning", "nonrigid",
        "densify_every", "means_lr", "camel_refresh_every", "backend", "tile_capacity",
        "downsample", "max_fit_size", "fit_seed", "progress")
 OUT = ("output_dir", "eval_stride", "bbox_margin", "num_panels", "orbit_frames", "videos", "overwrite",
@@ -210,21 +210,36 @@ TINY = ("--num_frames=6", "--image_size=32", "--num_eval_views=1", "--num_novel_
         "--noprogress")
 
 
-def test_ablate_camel_rows_set_the_weights_and_rates_they_name(tmp_path):
-  """A tiny run of three CAMEL-grid rows: each row's stored FitConfig switches on, off or
-  re-rates exactly what its label says, and the table has the drift and step columns."""
-  out = tmp_path / "ablate"
-  tiny = [a for a in TINY if not a.startswith(("--orbit_frames", "--num_panels"))]
-  result = run_script("ablate", *tiny, "--variants=camel_full,depth_3d,centre_lr_3dgs",
-                      f"--output_dir={out}", env_extra={"HSJAX_CACHE": str(tmp_path / "c")})
-  assert result.returncode == 0, result.stderr[-3000:]
-  configs = json.loads((out / "config.json").read_text())["fit_configs"]
+def test_ablate_rows_set_the_weights_and_rates_they_name():
+  """Each CAMEL-grid row's FitConfig switches on, off or re-rates exactly what its label
+  says, on top of the fit flags given (here --losses)."""
+  rows = ("camel_full", "depth_3d", "centre_lr_3dgs", "fixed")
+  (configs,) = _json_per_command_line(
+      "import ablate, common",
+      "json.dumps({v: json.loads(ablate.variant_config(common.fit_config(ablate._FIT), "
+      f"v).to_json()) for v in {rows!r}}})",
+      [("--losses=rgb:0.5",)])
   weights = {k: dict(c["loss_weights"]) for k, c in configs.items()}
   assert weights["camel_full"]["camel_coverage"] == 10.0  # off by default: ON_WEIGHTS
   assert weights["camel_full"]["camel_point_to_mesh"] == 10.0  # on by default: kept
-  assert weights["depth_3d"] == {"depth_relative": 0.0}  # root and 3D shape terms: defaults
+  assert weights["depth_3d"] == {"depth_relative": 0.0, "rgb": 0.5}  # the rest: defaults
   assert dict(configs["centre_lr_3dgs"]["avatar_lrs"])["means"] == 1.6e-4
   assert dict(configs["depth_3d"]["avatar_lrs"])["means"] == 1.6e-3
+  assert not configs["fixed"]["train_body_pose"] and configs["camel_full"]["train_body_pose"]
+
+
+@pytest.mark.slow
+def test_ablate_end_to_end(tmp_path):
+  """A tiny run of two CAMEL-grid rows stores each row's FitConfig and writes the table with
+  the drift and step columns."""
+  out = tmp_path / "ablate"
+  tiny = [a for a in TINY if not a.startswith(("--orbit_frames", "--num_panels"))]
+  result = run_script("ablate", *tiny, "--variants=camel_full,depth_3d",
+                      f"--output_dir={out}", env_extra={"HSJAX_CACHE": str(tmp_path / "c")})
+  assert result.returncode == 0, result.stderr[-3000:]
+  configs = json.loads((out / "config.json").read_text())["fit_configs"]
+  assert dict(configs["camel_full"]["loss_weights"])["camel_coverage"] == 10.0
+  assert (out / "camel_full" / "metrics.json").exists()
   table = (out / "ablation.md").read_text()
   assert "drift (mm)" in table and "| CAMEL, all four terms |" in table
 

@@ -32,8 +32,11 @@ def _free_port() -> int:
 def _run_processes(out_dir, checkpoint_dir):
   """Starts the worker in PROCESSES processes of one device each; returns their outputs."""
   port = _free_port()
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1",
-             JAX_PLATFORMS="cpu")
+  # This process's XLA flags (the same compilation as the reference), one device each.
+  xla_flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
+               if not f.startswith("--xla_force_host_platform_device_count")]
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=" ".join(
+      [*xla_flags, "--xla_force_host_platform_device_count=1"]))
   procs = [subprocess.Popen([sys.executable, WORKER, str(i), str(PROCESSES), str(port),
                              str(out_dir), str(checkpoint_dir)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
