@@ -409,8 +409,8 @@ def fit_config(f: FitFlags, body_model: str = "default", **overrides):
     kwargs["avatar_lrs"] = tuple(dict(base.avatar_lrs, means=f.means_lr.value).items())
   for name in ("steps", "warmup_steps", "pose_steps", "batch_frames", "num_gaussians",
                "sh_degree", "train_betas", "lr_betas", "learn_skinning", "nonrigid",
-               "densify_every", "camel_refresh_every", "align_depth", "depth_focal_power", "backend",
-               "tile_capacity", "downsample", "max_fit_size", "frame_cache_gb"):
+               "densify_every", "camel_refresh_every", "align_depth", "depth_focal_power",
+               "backend", "tile_capacity", "downsample", "max_fit_size", "frame_cache_gb"):
     if getattr(f, name).present:
       kwargs[name] = getattr(f, name).value
   steps = kwargs.get("steps", base.steps)
