@@ -52,17 +52,24 @@ _FIT, _OUT, _BODY_MODEL = (common.define_fit_flags(),
 flags.adopt_module_key_flags(common)
 
 
-def video_schedule(fit_flags: common.FitFlags) -> dict:
-  """``steps`` / ``warmup_steps`` overrides: the video fit's own schedule
-  (``hsjax.video.VIDEO_SCHEDULE``, a given ``--warmup_steps`` kept within it), or none when
-  ``--steps`` or ``--preset`` chooses the schedule."""
+def video_fit_overrides(fit_flags: common.FitFlags) -> dict:
+  """The fit settings in which a video run differs from the library's defaults: its schedule
+  (``hsjax.video.VIDEO_SCHEDULE``, a given ``--warmup_steps`` kept within it) unless
+  ``--steps`` chooses one, and the shape of the landmark initialisation kept
+  (``hsjax.video.VIDEO_TRAIN_BETAS``) unless ``--train_betas`` is given; none when
+  ``--preset`` chooses the configuration."""
   from hsjax import video  # pylint: disable=g-import-not-at-top,import-outside-toplevel
-  if fit_flags.steps.present or fit_flags.preset.present:
+  if fit_flags.preset.present:
     return {}
-  steps, warmup = video.VIDEO_SCHEDULE
-  if fit_flags.warmup_steps.present:
-    warmup = min(fit_flags.warmup_steps.value, steps)
-  return {"steps": steps, "warmup_steps": warmup}
+  overrides = {}
+  if not fit_flags.steps.present:
+    steps, warmup = video.VIDEO_SCHEDULE
+    if fit_flags.warmup_steps.present:
+      warmup = min(fit_flags.warmup_steps.value, steps)
+    overrides.update(steps=steps, warmup_steps=warmup)
+  if not fit_flags.train_betas.present:
+    overrides["train_betas"] = video.VIDEO_TRAIN_BETAS
+  return overrides
 
 
 def main(argv):
@@ -83,7 +90,7 @@ def main(argv):
   base = common.fit_config(_FIT, body_model=_BODY_MODEL.value)
   weights.update(dict(base.loss_weights))  # --losses wins over the video defaults
   config = common.fit_config(_FIT, body_model=_BODY_MODEL.value,
-                             loss_weights=tuple(weights.items()), **video_schedule(_FIT))
+                             loss_weights=tuple(weights.items()), **video_fit_overrides(_FIT))
   run_dir = _OUT.output_dir.value
   progress = config.progress
   times = {}

@@ -134,7 +134,8 @@ def main(argv):
       if _POSE_PRIOR_WEIGHT.value >= 0:
         weights["pose_prior"] = _POSE_PRIOR_WEIGHT.value
       config = fit.FitConfig(steps=steps, warmup_steps=min(warmup, steps),
-                             loss_weights=tuple(weights.items()), progress=False)
+                             loss_weights=tuple(weights.items()),
+                             train_betas=video.VIDEO_TRAIN_BETAS, progress=False)
       t3 = time.perf_counter()
       result = fit.fit(vseq, config, key=jax.random.key(0), body_model=body_model)
       row["fit_s"] = time.perf_counter() - t3

@@ -27,6 +27,7 @@ from hsjax.video.observations import load_observations
 from hsjax.video.pipeline import DEFAULT_DIAGONAL_FOV_DEG
 from hsjax.video.pipeline import VIDEO_LOSS_WEIGHTS
 from hsjax.video.pipeline import VIDEO_SCHEDULE
+from hsjax.video.pipeline import VIDEO_TRAIN_BETAS
 from hsjax.video.pipeline import build_sequence
 from hsjax.video.pipeline import focal_from_fov
 from hsjax.video.pipeline import initialise
@@ -44,6 +45,7 @@ __all__ = [
     "Observer",
     "VIDEO_LOSS_WEIGHTS",
     "VIDEO_SCHEDULE",
+    "VIDEO_TRAIN_BETAS",
     "VideoFrames",
     "build_sequence",
     "fit_landmarks",
