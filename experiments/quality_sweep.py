@@ -40,13 +40,18 @@ from hsjax.report import figures  # pylint: disable=g-import-not-at-top,wrong-im
 
 common.init_jax()
 
-# Variant name -> the fields changed from the fast preset, or the name of a preset.
+# Variant name -> the fields changed from the fast preset, or the name of a preset. The shape
+# settings are explicit: the variants keep the meaning they had when the quality preset was
+# chosen, before the fast preset refined the shape.
+_SHAPE_FIXED = {"train_betas": False}
 VARIANTS: dict[str, dict | str] = {
     "fast": "fast",
-    "full_res": {"downsample": 1},
-    "full_res_600": {"downsample": 1, "steps": 600},
-    "full_res_600_betas": {"downsample": 1, "steps": 600, "train_betas": True},
-    "full_res_1200": {"downsample": 1, "steps": 1200},
+    "full_res": {"downsample": 1, **_SHAPE_FIXED},
+    "full_res_600": {"downsample": 1, "steps": 600, **_SHAPE_FIXED},
+    "full_res_600_betas": {"downsample": 1, "steps": 600, "train_betas": True, "lr_betas": 1e-3},
+    "full_res_600_betas_003": {"downsample": 1, "steps": 600, "train_betas": True,
+                               "lr_betas": 0.03},
+    "full_res_1200": {"downsample": 1, "steps": 1200, **_SHAPE_FIXED},
     "quality": "quality",
 }
 # The variants the dev sweep compares (the quality preset is chosen among them).
