@@ -3,15 +3,25 @@
 Two host CPU devices are configured before JAX initialises, so sharding tests can run on a
 CPU-only machine; everything else sees them as ordinary devices. XLA's CPU backend compiles
 without LLVM optimisation: the tests' workloads are tiny, so compilation is most of their
-time, and unoptimised code compiles about a third faster (the scripts that tests start
-inherit the setting).
+time, and unoptimised code compiles about a third faster. A compilation cache private to the
+session lets later test modules (which drop their predecessors' executables) and the scripts
+that tests start reuse what was compiled before. Both settings reach those scripts through
+the environment.
 """
 
+import atexit
 import os
+import shutil
+import tempfile
 
 # Must run before the first `import jax` anywhere in the test session.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2 "
                       "--xla_backend_optimization_level=0")
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  _CACHE_DIR = tempfile.mkdtemp(prefix="hsjax-tests-xla-cache-")
+  atexit.register(shutil.rmtree, _CACHE_DIR, ignore_errors=True)
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE_DIR
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
 import gc  # pylint: disable=g-import-not-at-top,wrong-import-position
 
