@@ -33,13 +33,13 @@ DEFAULT_DIAGONAL_FOV_DEG = 2.0 * math.degrees(math.atan(0.5))
 # --sequences=dance_a:1,punch:2,jump:5 --keypoints_weight=W --steps=S --warmup_steps=S/6`),
 # from the landmark initialisation of InitConfig's defaults. Mean improvement of the joint fit
 # over that initialisation, MPJPE / PA-MPJPE (negative: worse), and the refined render's mask
-# IoU, at 300 steps: W = 1.0 -3.5 / -0.5 % (0.838), 0.3 +0.2 / +2.5 % (0.857), 0.1 +1.7 / +3.3 % (0.868),
-# 0 -0.4 / +0.7 % (0.869); with W = 0.1 at 600 steps +2.1 / +5.3 % (0.880) and at 900 +0.7 /
-# +4.1 % (0.883). Once the initialisation reads depth from BlazePose's bone directions, the
-# 2D landmarks (~7 px off) mostly pull the body away from the silhouette, so they get a light
-# weight. The pose prior stays at 0.001 (`--pose_prior_weight=0.1` gave +1.9 / +3.4 % at 300
-# steps; the library's 1, chosen for HMR starts, held an earlier, poorer landmark start in
-# place).
+# IoU, at 300 steps: W = 1.0 -3.5 / -0.5 % (0.838), 0.3 +0.2 / +2.5 % (0.857), 0.1 +1.7 /
+# +3.3 % (0.868), 0 -0.4 / +0.7 % (0.869); with W = 0.1 at 600 steps +2.1 / +5.3 % (0.880)
+# and at 900 +0.7 / +4.1 % (0.883). Once the initialisation reads depth from BlazePose's bone
+# directions, the 2D landmarks (~7 px off) mostly pull the body away from the silhouette, so
+# they get a light weight. The pose prior stays at 0.001 (`--pose_prior_weight=0.1` gave
+# +1.9 / +3.4 % at 300 steps; the library's 1, chosen for HMR starts, held an earlier, poorer
+# landmark start in place).
 VIDEO_LOSS_WEIGHTS = (("keypoints_2d", 0.1), ("pose_prior", 0.001))
 # A video fit's schedule (steps, warm-up), chosen above; --steps or --preset replace it.
 VIDEO_SCHEDULE = (600, 100)
