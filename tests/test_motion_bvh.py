@@ -258,14 +258,20 @@ def test_left_stays_left(tmp_path):
                        "LeftAnkle", "LeftToe", "RightHip", "RightKnee", "RightAnkle",
                        "RightToe"]),
     ("cmu", [n for n, _, _ in _CMU]),
+    # Blender-style names, no hand or toe bones (read_bvh names end sites "<joint>_end").
+    ("blender", ["pelvis", "spine", "spine.001", "neck", "face", "face_end", "shoulder.L",
+                 "upper_arm.L", "forearm.L", "forearm.L_end", "shoulder.R", "upper_arm.R",
+                 "forearm.R", "forearm.R_end", "pelvis.L", "pelvis.L_end", "pelvis.R",
+                 "pelvis.R_end", "thigh.L", "shin.L", "foot.L", "foot.L_end", "thigh.R",
+                 "shin.R", "foot.R", "foot.R_end"]),
 ])
 def test_presets_are_detected(preset, names):
   found = retargeting.resolve_joint_map(tuple(names), "auto")
   expected = retargeting.resolve_joint_map(tuple(names), preset)
   assert found == expected
-  assert len(found) >= 20
+  assert len(found) >= (19 if preset == "blender" else 20)
   assert found["left_elbow"].endswith({"mixamo": "LeftForeArm", "motionbuilder": "LeftElbow",
-                                       "cmu": "LeftForeArm"}[preset])
+                                       "cmu": "LeftForeArm", "blender": "forearm.L"}[preset])
   assert found["left_hip"] != found["right_hip"]
 
 

@@ -316,3 +316,118 @@ def test_placement_without_mapped_feet_grounds_the_clip(clip, body):
   assert abs(feet.min()) < 1e-6
   with pytest.raises(ValueError, match="maps no ankle or toe"):
     quality.floor_report(motion, info, body)
+
+
+def test_foot_anchors_agree_where_both_feet_are_planted():
+  """A foot planted over the whole clip and one planted over its second half, the root
+  drifting: the anchors and the root's shift put both feet on their anchors in every contact
+  frame (one anchor per run, held still as the source's feet are), which one round of
+  averaging does not."""
+  t = np.arange(60)
+  left = np.stack([0.004 * t, 0.0 * t, 0.001 * t], -1)  # the body drifts over the floor
+  right = left + np.array([0.3, 0.0, 0.1])
+  right[:30] += np.array([0.0, 0.2, 0.05])  # swinging before it lands
+  feet = np.stack([left, right], 1)
+  contacts = np.stack([np.ones(60, bool), t >= 30], 1)
+  anchors, shift = placement.foot_anchors(feet, np.zeros_like(feet), contacts)
+  residual = np.where(contacts[..., None], feet + shift[:, None] - anchors, 0.0)
+  np.testing.assert_allclose(residual[..., [0, 2]], 0.0, atol=1e-4)
+  for side in range(2):  # one still anchor per contact run
+    assert np.ptp(anchors[contacts[:, side], side], axis=0).max() < 1e-12
+  once, shift_once = placement.foot_anchors(feet, np.zeros_like(feet), contacts, max_rounds=1)
+  residual = np.where(contacts[..., None], feet + shift_once[:, None] - once, 0.0)
+  assert np.abs(residual[..., [0, 2]]).max() > 0.01
+
+
+def test_root_search_turns_the_planted_legs_less(clip, body):
+  """Moving the root where leg IK bends the planted legs least keeps the legs closer to the
+  source's directions, with the soles still on the floor."""
+  _, bvh = clip
+  plain, info = _retarget(bvh, placement="none")
+  legs = ("left_thigh", "right_thigh", "left_shin", "right_shin")
+  error = {}
+  for search in (False, True):
+    placed, report = placement.place(plain, info, body, sole_tolerance=0.0, root_search=search)
+    errors = retargeting.bone_direction_errors(placed, info)
+    error[search] = np.mean([errors[b].mean() for b in legs])
+    floor = quality.floor_report(placed, dataclasses.replace(info, placement=report), body)
+    assert floor["sole_height"]["max"] < 2e-3
+    assert floor["penetration"]["feet"]["max"] < 2e-3
+  assert error[True] < 0.9 * error[False], error
+
+
+def test_root_shift_lowers_the_root_onto_a_straight_leg():
+  """A lunge: the left leg straight and swung back, its sole 14 cm above the floor, the right
+  knee bent over a planted foot. A straight leg cannot reach further down, a bent one
+  bends a little more at small cost: the search lowers the root until the straight leg's sole
+  touches the floor."""
+  rest = skeleton.rest_joints("generic")
+  full = np.zeros((1, 24, 3))
+  full[0, 1, 0] = 0.9  # left hip extended, knee straight
+  full[0, 2, 0], full[0, 5, 0] = -1.0, 1.0  # right thigh forward, shin vertical
+  _, joints = placement.forward(rest, rotations_np.axis_angle_to_matrix(full), np.zeros((1, 3)))
+  soles = joints[:, [7, 8], 1] - 0.08  # sole points under the ankles
+  joints = joints - np.array([0.0, soles[0, 1], 0.0])  # the right sole on the floor
+  soles = soles - soles[0, 1]
+  assert soles[0, 0] > 0.1
+  best = placement.root_shift(joints, soles, joints[:, [7, 8]], np.ones((1, 2), bool), (7, 8),
+                              0.0, np.linspace(-0.2, 0.05, 101), axis=1)
+  assert abs(best[0] + soles[0, 0]) < 0.005, (best, soles)
+
+
+def test_axes_come_from_the_motion_when_the_rest_pose_does_not_stand(tmp_path):
+  """Some exporters write a rest skeleton whose bones all lie along their joint's x axis (the
+  trunk and the legs both along +x), the motion's rotations making it stand. The same motion
+  written that way retargets as the standing file does: its axes come from the posed frames."""
+  joints, rot, root = _clip("cmu")
+  parent = {name: p for name, p, _ in joints}
+  trunk = ("Hips", "LowerBack", "Spine", "Spine1", "Neck")
+  legs = ("LeftUpLeg", "LeftLeg", "RightUpLeg", "RightLeg")
+  turn = {name: rotations_np.axis_angle_to_matrix(np.array(
+      [0.0, 0.0, np.pi / 2 if name in trunk else -np.pi / 2 if name in legs else 0.0]))
+          for name, _, _ in joints}  # per-joint rest change Q: x -> up (trunk), x -> down (legs)
+  moved_joints, moved_rot = [], rot.copy()
+  for j, (name, p, off) in enumerate(joints):
+    q_parent = turn[p] if p is not None else np.eye(3)
+    moved_joints.append((name, p, q_parent.T @ np.asarray(off, float)))
+    moved_rot[:, j] = q_parent.T @ rot[:, j] @ turn[name]  # world rotations G_j Q_j: same joints
+  standing, lying = tmp_path / "standing.bvh", tmp_path / "lying.bvh"
+  _write_bvh(standing, joints, rot, root)
+  _write_bvh(lying, moved_joints, moved_rot, root)
+  results = []
+  for path in (standing, lying):
+    bvh = hm.read_bvh(str(path))
+    results.append(_retarget(bvh, placement="none"))
+  rest = hm.read_bvh(str(lying)).skeleton.rest_positions()
+  index = results[1][1].index
+  assert not np.allclose(retargeting.axes_from_rest(rest, index), np.eye(3))  # the old reading
+  np.testing.assert_array_equal(results[1][1].axes, np.eye(3))
+  pos = [skeleton.forward_joints(info.rest, motion.full_pose, motion.transl)
+         for motion, info in results]
+  np.testing.assert_allclose(pos[1][:, :3], pos[0][:, :3], atol=1e-6)  # pelvis and hips
+  # Elsewhere within millimetres: a trunk segment's rest correction is the smallest rotation
+  # onto the source's rest bone, whose twist depends a little on where that bone points.
+  np.testing.assert_allclose(pos[1], pos[0], atol=5e-3)
+  errors = retargeting.bone_direction_errors(*results[1])
+  assert max(errors[b].max() for b in retargeting.LIMB_BONES) < 1e-3
+
+
+def test_reach_drop_is_what_a_straight_leg_lacks():
+  """A straight left leg whose planted sole is 3 cm above the floor: the root goes down until
+  the hip is exactly the leg's length from the foot's target on the floor; a bent right leg
+  in the same place needs nothing."""
+  rest = skeleton.rest_joints("generic")
+  full = np.zeros((1, 24, 3))
+  full[0, 2, 0], full[0, 5, 0] = -0.5, 1.0  # right hip flexed, knee bent
+  _, joints = placement.forward(rest, rotations_np.axis_angle_to_matrix(full), np.zeros((1, 3)))
+  soles = np.array([[0.03, 0.03]])  # both soles 3 cm above the floor
+  anchors = joints[:, [7, 8]]
+  need = placement.reach_drop(joints, soles, anchors, np.array([[True, False]]), (7, 8), 0.0)
+  hip, knee, ankle = joints[0, 1], joints[0, 4], joints[0, 7]
+  length = np.linalg.norm(knee - hip) + np.linalg.norm(ankle - knee)
+  target = ankle - np.array([0.0, 0.03, 0.0])
+  assert 0.02 < need[0] <= 0.03
+  np.testing.assert_allclose(np.linalg.norm(target - (hip - [0.0, need[0], 0.0])), length,
+                             atol=1e-6)
+  need = placement.reach_drop(joints, soles, anchors, np.array([[False, True]]), (7, 8), 0.0)
+  np.testing.assert_array_equal(need, [0.0])

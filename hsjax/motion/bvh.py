@@ -303,9 +303,9 @@ def retarget_bvh(bvh, joint_map="auto", scale=None, *, axes=None, rest="auto",
   Args:
     bvh: a :class:`Bvh` or a path (read with ``unit_scale``).
     joint_map: ``"auto"`` (the best-matching preset), a preset name (``"cmu"``, ``"mixamo"``,
-      ``"motionbuilder"``, ``"smpl"``) or ``{smpl_joint_name: bvh_joint_name}``. Unmapped BVH
-      joints are folded into their neighbours, unmapped SMPL joints keep the identity (spine
-      and neck chains share the next mapped joint's rotation); see
+      ``"motionbuilder"``, ``"blender"``, ``"smpl"``) or ``{smpl_joint_name: bvh_joint_name}``.
+      Unmapped BVH joints are folded into their neighbours, unmapped SMPL joints keep the
+      identity (spine and neck chains share the next mapped joint's rotation); see
       :mod:`hsjax.motion.retargeting`.
     scale: metres per file unit for the root path: None scales by the ratio of SMPL's to the
       skeleton's leg length (strides match the SMPL legs; units do not matter), ``"units"``

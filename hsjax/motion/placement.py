@@ -8,13 +8,19 @@ that after retargeting, host-side (numpy, float64), in four steps:
    joint (ankle, toe or an end site below them) is within ``height_tol`` of the source's floor
    and moves slower than ``speed_tol``. The source floor is the lowest height its foot joints
    reach over the clip.
-2. **Root.** The root moves (:func:`root_offsets`) so that, in contact frames, the lowest sole
+2. **Root.** The root moves so that, in contact frames, the lowest sole
    point of the planted feet (the body's mesh where it has one) lies on the floor ``y = 0``
    (the lowest of them: a planted foot is never pushed into the floor by the root; with two
    planted soles at different heights the root may go down by up to ``sole_tolerance``)
    and the planted feet's lock joints (toe, else ankle) move over each contact as the source's
-   do (not at all when the source's foot is still), from where they were on average; between
-   contacts the offset is interpolated linearly.
+   do (not at all when the source's foot is still). Each contact's anchor and the root's
+   horizontal shift are solved together (:func:`foot_anchors`), so that the feet's anchors agree
+   with each other where both are planted. Then the root moves, axis by axis, to where leg
+   IK turns the planted legs least (:func:`root_shift`): with other leg proportions than the
+   source's, a lower or shifted root lets both legs reach the floor by a small bend each
+   (the per-frame result is low-passed over ``root_smooth`` seconds); where a planted leg
+   cannot reach even straight, the root goes down by what it lacks (:func:`reach_drop`).
+   Between contacts the offset is interpolated linearly.
 3. **Legs.** Each planted foot is moved the rest of the way by two-bone IK on hip, knee and
    ankle (:func:`two_bone_ik`), keeping the foot's world orientation; its sole only as far
    as within ``sole_tolerance`` of the floor. The IK blends out over ``ramp`` frames either
@@ -52,6 +58,11 @@ RIGHT_HAND_PARTS = (21, 23)
 # (hip, knee, ankle) and (shoulder, elbow, wrist) chains moved by IK.
 LEG_CHAINS = ((1, 4, 7), (2, 5, 8))
 ARM_CHAINS = ((16, 18, 20), (17, 19, 21))
+# The root's search after the planted feet's anchors (:func:`root_shift`): the axes of one
+# round of a coordinate descent (y, x, z) and the shifts tried on each, metres.
+ROOT_SEARCH_AXES = (1, 0, 2)
+ROOT_HEIGHTS = np.linspace(-0.15, 0.05, 81)
+ROOT_SLIDES = np.linspace(-0.10, 0.10, 81)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,20 +219,10 @@ def detect_contacts(positions: np.ndarray, feet: tuple[list[int], list[int]], fp
 # Inverse kinematics
 
 
-def two_bone_ik(glob: np.ndarray, joints: np.ndarray, chain: tuple[int, int, int],
-                target: np.ndarray) -> np.ndarray:
-  """Moves the end of a two-bone chain to ``target``, keeping its bend plane and end rotation.
-
-  Args:
-    glob: [T, 24, 3, 3] world rotations (changed in place for the chain's three joints).
-    joints: [T, 24, 3] posed joints.
-    chain: (root, middle, end) joint indices, e.g. (hip, knee, ankle).
-    target: [T, 3] wanted end positions (an unreachable one is approached along its line).
-
-  Returns:
-    ``glob`` with the root and middle joints turned by the smallest rotations that take
-    their bones to the new positions, and the end joint's world rotation unchanged.
-  """
+def _two_bone_positions(joints: np.ndarray, chain: tuple[int, int, int], target: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray]:
+  """``(middle [T, 3], end [T, 3])``: where :func:`two_bone_ik` puts the chain's middle and end
+  joints (same arguments)."""
   a, b, c = (joints[:, k] for k in chain)
   l1 = np.linalg.norm(b - a, axis=-1)
   l2 = np.linalg.norm(c - b, axis=-1)
@@ -238,6 +239,25 @@ def two_bone_ik(glob: np.ndarray, joints: np.ndarray, chain: tuple[int, int, int
   cos_a = np.clip((l1 ** 2 + dist_c ** 2 - l2 ** 2) / (2 * l1 * dist_c), -1.0, 1.0)
   new_b = a + l1[:, None] * (cos_a[:, None] * u + np.sqrt(1 - cos_a ** 2)[:, None] * pole)
   new_c = a + dist_c[:, None] * u
+  return new_b, new_c
+
+
+def two_bone_ik(glob: np.ndarray, joints: np.ndarray, chain: tuple[int, int, int],
+                target: np.ndarray) -> np.ndarray:
+  """Moves the end of a two-bone chain to ``target``, keeping its bend plane and end rotation.
+
+  Args:
+    glob: [T, 24, 3, 3] world rotations (changed in place for the chain's three joints).
+    joints: [T, 24, 3] posed joints.
+    chain: (root, middle, end) joint indices, e.g. (hip, knee, ankle).
+    target: [T, 3] wanted end positions (an unreachable one is approached along its line).
+
+  Returns:
+    ``glob`` with the root and middle joints turned by the smallest rotations that take
+    their bones to the new positions, and the end joint's world rotation unchanged.
+  """
+  a, b, c = (joints[:, k] for k in chain)
+  new_b, new_c = _two_bone_positions(joints, chain, target)
   r1 = rotations_np.rotation_between(b - a, new_b - a)
   r2 = rotations_np.rotation_between(np.einsum("tij,tj->ti", r1, c - b), new_c - new_b)
   end = glob[:, chain[2]].copy()
@@ -245,6 +265,17 @@ def two_bone_ik(glob: np.ndarray, joints: np.ndarray, chain: tuple[int, int, int
   glob[:, chain[1]] = r2 @ r1 @ glob[:, chain[1]]
   glob[:, chain[2]] = end
   return glob
+
+
+def _leg_ik_cost(joints: np.ndarray, chain: tuple[int, int, int], target: np.ndarray
+                 ) -> np.ndarray:
+  """[T] degrees by which :func:`two_bone_ik` turns the chain's two bones (their sum), plus
+  10 degrees a centimetre by which the end falls short of an unreachable target."""
+  a, b, c = (joints[:, k] for k in chain)
+  new_b, new_c = _two_bone_positions(joints, chain, target)
+  return (rotations_np.angle_between(b - a, new_b - a) +
+          rotations_np.angle_between(c - b, new_c - new_b) +
+          1e3 * np.linalg.norm(target - new_c, axis=-1))
 
 
 def bend_hand(body: BodyPoints, glob: np.ndarray, joints: np.ndarray, wrist: int, parts,
@@ -333,9 +364,104 @@ def _interpolate(values: np.ndarray, known: np.ndarray) -> np.ndarray:
                   -1)
 
 
+def _smooth(values: np.ndarray, sigma: float) -> np.ndarray:
+  """[T] values low-passed by a Gaussian of ``sigma`` frames (ends reflected)."""
+  if sigma <= 0 or len(values) < 2:
+    return values
+  radius = int(np.ceil(3 * sigma))
+  kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+  padded = np.pad(values, radius, mode="reflect" if len(values) > radius else "edge")
+  return np.convolve(padded, kernel / kernel.sum(), mode="valid")
+
+
+def _smooth_cover(values: np.ndarray, sigma: float, tol: float = 1e-4) -> np.ndarray:
+  """[T] a curve low-passed like :func:`_smooth` that lies on or above ``values`` [T] (to
+  ``tol``): a one-frame need becomes a smooth bump no lower than it."""
+  if not values.any() or sigma <= 0:
+    return values
+  width = 2 * int(np.ceil(sigma)) + 1
+  padded = np.pad(values, width // 2, mode="edge")
+  raised = np.lib.stride_tricks.sliding_window_view(padded, width).max(1)
+  for _ in range(100):
+    out = _smooth(raised, sigma)
+    gap = values - out
+    if gap.max() < tol:
+      return out
+    raised = raised + np.maximum(gap, 0.0)
+  return np.maximum(out, values)
+
+
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
   edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(int), [0]])))
   return list(zip(edges[::2], edges[1::2]))
+
+
+def _sole_heights(points: np.ndarray, foot_masks) -> np.ndarray:
+  """[T, 2] metres, the lowest skinned point of each foot (``points`` [T, P, 3])."""
+  return np.stack([points[:, m, 1].min(1) for m in foot_masks], 1)
+
+
+def _planted_moves(joints: np.ndarray, soles: np.ndarray, anchors: np.ndarray, side: int,
+                   lock: tuple[int, int], sole_tolerance: float) -> np.ndarray:
+  """[T, 3] how far leg IK moves a planted foot: its lock joint over the floor onto its anchor,
+  its sole to within ``sole_tolerance`` of the floor (``soles`` [T, 2] metres)."""
+  move = np.zeros((joints.shape[0], 3))
+  move[:, [0, 2]] = (anchors[:, side] - joints[:, lock[side]])[:, [0, 2]]
+  sole = soles[:, side]
+  move[:, 1] = np.clip(sole, -sole_tolerance, sole_tolerance) - sole
+  return move
+
+
+def root_shift(joints: np.ndarray, soles: np.ndarray, anchors: np.ndarray,
+               contacts: np.ndarray, lock: tuple[int, int], sole_tolerance: float,
+               shifts: np.ndarray, axis: int) -> np.ndarray:
+  """[T] the shift of the root along ``axis``, out of ``shifts`` (metres), that lets leg IK
+  plant the feet by the least turn of the legs' bones (summed over the planted legs).
+
+  Moving the root keeps every bone's direction. Where the target's legs have other
+  proportions than the source's, two planted feet cannot both reach their anchors with the
+  source's leg directions, and how the difference is split between the root and each leg
+  decides how far the legs turn: a bent leg shortens or lengthens by a smaller turn than a
+  straight one (:func:`_leg_ik_cost`). Ties go to the smallest shift; frames without a
+  planted foot get 0.
+
+  Args:
+    joints: [T, 24, 3] posed joints.
+    soles: [T, 2] metres, the lowest point of each foot.
+    anchors: [T, 2, 3] where the planted feet's lock joints are held (:func:`foot_anchors`).
+    contacts: [T, 2] bool.
+    lock: the lock joints (toe, else ankle).
+    sole_tolerance: as :func:`place`'s.
+    shifts: [S] metres to try.
+    axis: 0, 1 or 2 (y is up).
+  """
+  cost = np.zeros((len(shifts), joints.shape[0]))
+  for s, amount in enumerate(shifts):
+    moved = joints + np.eye(3)[axis] * amount
+    moved_soles = soles + (amount if axis == 1 else 0.0)
+    for side, chain in enumerate(LEG_CHAINS):
+      target = moved[:, chain[2]] + _planted_moves(moved, moved_soles, anchors, side, lock,
+                                                   sole_tolerance)
+      cost[s] += np.where(contacts[:, side], _leg_ik_cost(moved, chain, target), 0.0)
+  cost += 1e-6 * np.abs(shifts)[:, None]
+  return np.where(contacts.any(1), shifts[np.argmin(cost, 0)], 0.0)
+
+
+def reach_drop(joints: np.ndarray, soles: np.ndarray, anchors: np.ndarray,
+               contacts: np.ndarray, lock: tuple[int, int], sole_tolerance: float
+               ) -> np.ndarray:
+  """[T] metres the root must go down for leg IK to reach every planted foot's target (the
+  hip within the leg's length of it; arguments as :func:`root_shift`'s)."""
+  need = np.zeros(joints.shape[0])
+  for side, chain in enumerate(LEG_CHAINS):
+    hip, knee, ankle = (joints[:, k] for k in chain)
+    target = ankle + _planted_moves(joints, soles, anchors, side, lock, sole_tolerance)
+    length = np.linalg.norm(knee - hip, axis=-1) + np.linalg.norm(ankle - knee, axis=-1)
+    across = np.linalg.norm((target - hip)[:, [0, 2]], axis=-1)
+    down = hip[:, 1] - target[:, 1]
+    allowed = np.sqrt(np.maximum(length ** 2 - across ** 2, 0.0))
+    need = np.maximum(need, np.where(contacts[:, side], np.maximum(down - allowed, 0.0), 0.0))
+  return need
 
 
 # ------------------------------------------------------------------------------------------
@@ -370,9 +496,49 @@ def _source_clear(info, k: int, floor: float, clearance: float) -> np.ndarray:
   return info.source_positions[:, info.index[k], 1] - floor > clearance
 
 
+def foot_anchors(feet: np.ndarray, source_feet: np.ndarray, contacts: np.ndarray,
+                 max_rounds: int = 200, tol: float = 1e-5) -> tuple[np.ndarray, np.ndarray]:
+  """Where the planted feet are held, and the root's horizontal shift that takes them there.
+
+  Each contact run gets one anchor that follows the source's own foot over the run (a pivot,
+  a slide: skate is the source's, no more); each frame a root shift. Together they minimise
+  the planted feet's squared distance to their anchors after the shift, that is what leg IK
+  has to move. Solved by alternating the two (each the mean of the other's residuals) until
+  the shift changes by less than ``tol`` metres: a foot planted over a long run then gets the
+  anchor that agrees with the other foot's in the frames both are planted, not the average
+  of where it was over its whole run.
+
+  Args:
+    feet: [T, 2, 3] the target's lock joints as retargeted.
+    source_feet: [T, 2, 3] the source's.
+    contacts: [T, 2] bool.
+
+  Returns:
+    ``(anchors [T, 2, 3], shift [T, 3])``: anchors in contact frames (zero elsewhere); the
+    shift is zero in frames without contact (its y is unused).
+  """
+  num_frames = feet.shape[0]
+  anchors = np.zeros((num_frames, 2, 3))
+  shift = np.zeros((num_frames, 3))
+  count = np.maximum(contacts.sum(1), 1)[:, None]
+  for _ in range(max_rounds):
+    for side in range(2):
+      for start, stop in _runs(contacts[:, side]):
+        delta = source_feet[start:stop, side] - source_feet[start, side]
+        delta[:, 1] = 0.0
+        anchors[start:stop, side] = (feet[start:stop, side] + shift[start:stop] - delta
+                                     ).mean(0) + delta
+    diff = np.where(contacts[..., None], anchors - feet, 0.0)
+    shift, last = diff.sum(1) / count, shift
+    if np.abs(shift - last).max() < tol:
+      break
+  return anchors, shift
+
+
 def place(motion: motion_lib.Motion, info, body: BodyPoints, *, height_tol: float = 0.06,
           speed_tol: float = 0.35, clearance: float = 0.05, ramp: int = 3,
-          sole_tolerance: float = 0.01, iterations: int = 2) -> tuple[motion_lib.Motion, Placement]:
+          sole_tolerance: float = 0.01, iterations: int = 2, root_search: bool = True,
+          root_rounds: int = 5, root_smooth: float = 0.1) -> tuple[motion_lib.Motion, Placement]:
   """Places a retargeted motion on the floor ``y = 0`` (algorithm in the module docstring).
 
   Args:
@@ -387,6 +553,11 @@ def place(motion: motion_lib.Motion, info, body: BodyPoints, *, height_tol: floa
       moves it (about what a shoe's sole gives): each centimetre of IK turns the leg's bones
       by degrees where the target's leg proportions differ from the source's.
     iterations: rounds of floor clearing and foot re-planting.
+    root_search: after the anchors, move the root where leg IK turns the planted legs least
+      (:func:`root_shift`), in turn along ``ROOT_SEARCH_AXES``, ``root_rounds`` times (the
+      descent has converged by five on the clips measured in the motions README).
+    root_smooth: seconds, the Gaussian that low-passes each axis's search result over time
+      (the search is per frame).
 
   Returns:
     ``(motion, report)``.
@@ -407,7 +578,7 @@ def place(motion: motion_lib.Motion, info, body: BodyPoints, *, height_tol: floa
   # Step 2: root offsets from the planted feet.
   glob, joints = forward(body.rest, local, transl)
   points = skin(body, glob, joints)
-  soles = np.stack([points[:, m, 1].min(1) for m in foot_masks], 1)  # [T, 2]
+  soles = _sole_heights(points, foot_masks)
   any_contact = contacts.any(1)
   offset = np.zeros((num_frames, 3))
   if any_contact.any():
@@ -418,23 +589,32 @@ def place(motion: motion_lib.Motion, info, body: BodyPoints, *, height_tol: floa
     spread = np.where(contacts, soles, -np.inf).max(1) - low
     down = np.minimum(sole_tolerance, np.maximum(0.0, spread - sole_tolerance))
     offset[:, 1] = _interpolate((-low - down)[:, None], any_contact)[:, 0]
-    anchors = np.zeros((num_frames, 2, 3))
-    for side in range(2):
-      src = info.source_positions[:, info.index[lock[side]]]
-      for start, stop in _runs(contacts[:, side]):
-        # The planted foot follows the source's own foot over the contact (a pivot, a slide),
-        # from where the target's foot is on average: skate is the source's, no more.
-        delta = src[start:stop] - src[start]
-        delta[:, 1] = 0.0
-        anchors[start:stop, side] = (joints[start:stop, lock[side]] - delta).mean(0) + delta
-    diff = np.where(contacts[..., None], anchors - joints[:, list(lock)], 0.0)
-    count = np.maximum(contacts.sum(1), 1)[:, None]
-    horiz = diff.sum(1) / count
+    anchors, horiz = foot_anchors(joints[:, list(lock)],
+                                  info.source_positions[:, [info.index[k] for k in lock]],
+                                  contacts)
     offset[:, [0, 2]] = _interpolate(horiz[:, [0, 2]], any_contact)
   else:
     offset[:, 1] = -soles.min()
     anchors = None
   transl = transl + offset
+  if anchors is not None and root_search:
+    # A root shift moves the joints and the mesh rigidly: joints and soles follow by addition.
+    glob, joints = forward(body.rest, local, transl)
+    soles = _sole_heights(skin(body, glob, joints), foot_masks)
+    moved = np.zeros((num_frames, 3))
+    for axis in ROOT_SEARCH_AXES * root_rounds:
+      shift = root_shift(joints + moved[:, None], soles + moved[:, 1:2], anchors, contacts,
+                         lock, sole_tolerance, ROOT_HEIGHTS if axis == 1 else ROOT_SLIDES, axis)
+      moved[:, axis] += _smooth(_interpolate(shift[:, None], any_contact)[:, 0],
+                                root_smooth * motion.fps)
+    # Where a planted leg, even straight, cannot reach its target (a long stride at heel strike
+    # on shorter legs), the root goes down by what it lacks, spread smoothly over time.
+    for _ in range(3):
+      need = reach_drop(joints + moved[:, None], soles + moved[:, 1:2], anchors, contacts, lock,
+                        sole_tolerance)
+      moved[:, 1] -= _smooth_cover(need, root_smooth * motion.fps)
+    transl += moved
+    offset += moved
 
   ik = np.zeros((num_frames, 4), bool)
   root_lift = np.zeros(num_frames)
@@ -442,15 +622,12 @@ def place(motion: motion_lib.Motion, info, body: BodyPoints, *, height_tol: floa
     glob, joints = forward(body.rest, local, transl)
     # Step 3: planted feet to their anchors, soles on the floor.
     if anchors is not None:
-      points = skin(body, glob, joints)
+      soles = _sole_heights(skin(body, glob, joints), foot_masks)
       for side, chain in enumerate(LEG_CHAINS):
         nearest, weight = _ramp(contacts[:, side], ramp)
         if not weight.any():
           continue
-        move = np.zeros((num_frames, 3))
-        move[:, [0, 2]] = (anchors[:, side] - joints[:, lock[side]])[:, [0, 2]]
-        sole = points[:, foot_masks[side], 1].min(1)
-        move[:, 1] = np.clip(sole, -sole_tolerance, sole_tolerance) - sole
+        move = _planted_moves(joints, soles, anchors, side, lock, sole_tolerance)
         move = move[nearest] * weight[:, None]
         act = weight > 0
         glob[act] = two_bone_ik(glob[act], joints[act], chain,

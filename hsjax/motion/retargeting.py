@@ -8,7 +8,9 @@ Algorithm (all host-side numpy, float64):
 
 1. **Axes.** The source frame is turned into SMPL's (y up, facing +z, left +x) by a signed
    permutation ``C``, found from the rest pose (left = left hip − right hip, up = neck − pelvis,
-   each snapped to the nearest axis) or given. Rotations become ``C G Cᵀ``, points ``C p``.
+   each snapped to the nearest axis; from the posed frames' median when the rest pose does
+   not stand, its legs not pointing away from its trunk) or given. Rotations become
+   ``C G Cᵀ``, points ``C p``.
 2. **Rest correction.** Each mapped SMPL limb joint ``k`` gets the world rotation of its source
    joint composed with a constant rest correction, ``G_k = G_src · Q_k``, where ``Q_k`` is the
    smallest rotation taking SMPL's rest bone (``k`` to the next mapped joint along its chain,
@@ -17,7 +19,9 @@ Algorithm (all host-side numpy, float64):
    source joint. Trunk joints (:data:`TRUNK_JOINTS`) take the same correction with
    ``trunk="align"`` (the default), so that each SMPL trunk segment points along the
    source's (SMPL's rest curve is straightened to the source's); the pelvis never does (the
-   hips hang on it), so the pelvis-to-spine1 segment keeps the two rests' constant angle.
+   hips hang on it; it only takes the quarter turns of a rest whose pelvis frame is turned,
+   :func:`pelvis_rest_fix`), so the pelvis-to-spine1 segment keeps the two rests' constant
+   angle.
    With ``trunk="keep"`` they take none: SMPL's curved spine stays curved. A mapped hand
    or wrist with no mapped joint below it takes the correction of its nearest mapped
    ancestor (a source wrist rigid on its forearm leaves SMPL's wrist at the identity); a
@@ -136,6 +140,20 @@ PRESETS: dict[str, dict[str, tuple[str, ...]]] = {
         "left_wrist": ("LeftWrist",), "right_wrist": ("RightWrist",),
         "left_hand": ("LeftFinger", "LeftHandEnd"), "right_hand": ("RightFinger",
                                                                    "RightHandEnd"),
+    },
+    # Blender-style bone names with .L/.R suffixes (a Rigify-like human with a pelvis root).
+    "blender": {
+        "pelvis": ("pelvis", "hips"), "left_hip": ("thigh.L",), "right_hip": ("thigh.R",),
+        "spine1": ("spine",), "left_knee": ("shin.L",), "right_knee": ("shin.R",),
+        "spine2": ("spine.002",), "left_ankle": ("foot.L",), "right_ankle": ("foot.R",),
+        "spine3": ("spine.001", "spine.003", "chest"), "left_foot": ("toe.L",),
+        "right_foot": ("toe.R",), "neck": ("neck", "spine.004"),
+        "left_collar": ("shoulder.L",), "right_collar": ("shoulder.R",),
+        "head": ("head", "face", "spine.006"), "left_shoulder": ("upper_arm.L",),
+        "right_shoulder": ("upper_arm.R",), "left_elbow": ("forearm.L",),
+        "right_elbow": ("forearm.R",),
+        # Without hand bones, the forearm's end site (named by read_bvh) is the wrist.
+        "left_wrist": ("hand.L", "forearm.L_end"), "right_wrist": ("hand.R", "forearm.R_end"),
     },
 }
 # The joints a preset must find for "auto" to pick it.
@@ -345,23 +363,39 @@ def check_spine(skel: SourceSkeleton, joint_map: dict[str, str], source: str = "
   return missing
 
 
-def axes_from_rest(rest: np.ndarray, index: dict[int, int], source: str = "<source>"
-                   ) -> np.ndarray:
+def axes_from_rest(rest: np.ndarray, index: dict[int, int], source: str = "<source>",
+                   posed: np.ndarray | None = None) -> np.ndarray:
   """[3, 3] signed permutation taking source coordinates to SMPL's (rows: left, up, forward).
 
   Args:
     rest: [J, 3] source rest positions.
     index: SMPL joint index -> source joint index (mapped joints).
     source: name used in error messages.
+    posed: [T, J, 3] the source's posed joints, read instead of the rest pose when that does
+      not stand (its legs do not point away from its trunk, as in files whose every bone
+      lies along its joint's x axis at rest): the median over frames of each direction.
   """
-  def vec(a, b):
-    return rest[index[a]] - rest[index[b]] if a in index and b in index else None
+  def vec(pos, a, b):
+    return pos[..., index[a], :] - pos[..., index[b], :] if a in index and b in index else None
 
-  left = [v for v in (vec(1, 2), vec(16, 17), vec(13, 14)) if v is not None]
-  ups = [v for v in (vec(12, 0), vec(15, 0), vec(9, 0), vec(6, 0), vec(3, 0)) if v is not None]
-  if not left or not ups:
-    raise ValueError(f"{source}: cannot tell the skeleton's axes (need left/right hips or "
-                     "shoulders and a spine, neck or head joint mapped); pass axes=")
+  def directions(pos):
+    left = [v for v in (vec(pos, 1, 2), vec(pos, 16, 17), vec(pos, 13, 14)) if v is not None]
+    ups = [v for v in (vec(pos, 12, 0), vec(pos, 15, 0), vec(pos, 9, 0), vec(pos, 6, 0),
+                       vec(pos, 3, 0)) if v is not None]
+    legs = [v for v in (vec(pos, 7, 1), vec(pos, 8, 2), vec(pos, 4, 1), vec(pos, 5, 2))
+            if v is not None]
+    if not left or not ups:
+      raise ValueError(f"{source}: cannot tell the skeleton's axes (need left/right hips or "
+                       "shoulders and a spine, neck or head joint mapped); pass axes=")
+    return sum(left), ups[0], (sum(legs) if legs else None)
+
+  def standing(up, legs):
+    return legs is None or legs @ up < -0.5 * np.linalg.norm(legs) * np.linalg.norm(up)
+
+  left, up, legs = directions(np.asarray(rest, np.float64))
+  if not standing(up, legs) and posed is not None:
+    left, up, legs = (np.median(v, axis=0) if v is not None else None
+                      for v in directions(np.asarray(posed, np.float64)))
 
   def snap(v):
     i = int(np.argmax(np.abs(v)))
@@ -369,8 +403,8 @@ def axes_from_rest(rest: np.ndarray, index: dict[int, int], source: str = "<sour
     out[i] = np.sign(v[i])
     return out
 
-  left_axis = snap(sum(left))
-  up_axis = snap(ups[0])
+  left_axis = snap(left)
+  up_axis = snap(up)
   if abs(left_axis @ up_axis) > 0.5:
     raise ValueError(f"{source}: the rest pose's left axis {left_axis} and up axis {up_axis} "
                      "coincide; pass axes=")
@@ -406,6 +440,37 @@ def _leg_length(pos: np.ndarray, index: dict[int, int]) -> float | None:
   return float(np.mean(lengths)) if lengths else None
 
 
+def pelvis_rest_fix(rest: np.ndarray, index: dict[int, int]) -> np.ndarray:
+  """[3, 3] the pelvis's rest correction: the signed permutation taking SMPL's pelvis frame
+  (left +x, up +y) to the source rest's (left hip − right hip, lowest mapped trunk joint −
+  pelvis; SMPL axes), each snapped to the nearest axis.
+
+  The identity for every rest that stands facing its file's forward axis; a quarter turn for
+  rests whose pelvis frame is turned (every bone along its joint's x axis, as some exporters
+  write), where the pelvis would otherwise carry that turn into the hips.
+
+  Args:
+    rest: [J, 3] source rest positions in SMPL axes.
+    index: SMPL joint index -> source joint index.
+  """
+  ups = [rest[index[k]] - rest[index[0]] for k in (3, 6, 9, 12, 15) if k in index]
+  ups = [v for v in ups if np.linalg.norm(v) > 1e-6]  # a spine joint may sit on the pelvis
+  if not (1 in index and 2 in index and ups):
+    return np.eye(3)
+
+  def snap(v):
+    out = np.zeros(3)
+    i = int(np.argmax(np.abs(v)))
+    out[i] = np.sign(v[i])
+    return out
+
+  left = snap(rest[index[1]] - rest[index[2]])
+  up = snap(ups[0])
+  if abs(left @ up) > 0.5:
+    return np.eye(3)
+  return np.stack([left, up, np.cross(left, up)], 1)
+
+
 def retarget(skel: SourceSkeleton, local_rot: np.ndarray, local_trans: np.ndarray, fps: float,
              joint_map="auto", *, axes=None, scale: float | None = None, rest="auto",
              spread: bool = True, trunk: str = "align", twist: float | None = None,
@@ -419,7 +484,8 @@ def retarget(skel: SourceSkeleton, local_rot: np.ndarray, local_trans: np.ndarra
     local_trans: [T, J, 3] local translations (source units).
     fps: frame rate.
     joint_map: "auto", a name in :data:`PRESETS`, or ``{smpl_name: source_name}``.
-    axes: [3, 3] source -> SMPL coordinates; None finds it from the rest pose.
+    axes: [3, 3] source -> SMPL coordinates; None finds it from the rest pose (from the
+      motion when the rest pose does not stand: :func:`axes_from_rest`).
     scale: source units -> metres; None uses the leg-length ratio.
     rest: the target rest skeleton: a name for :func:`skeleton.rest_joints` or [24, 3].
     spread: share rotations along the spine and neck chains (step 4); False leaves every
@@ -484,11 +550,12 @@ def retarget(skel: SourceSkeleton, local_rot: np.ndarray, local_trans: np.ndarra
           f"SMPL '{skeleton.SMPL_JOINT_NAMES[a]}') in the file's joint tree")
 
   rest_src = skel.rest_positions()
-  conv = axes_from_rest(rest_src, index, source) if axes is None else np.asarray(axes, float)
+  glob_src, pos_src = skel.forward(local_rot, local_trans)
+  conv = (axes_from_rest(rest_src, index, source, posed=pos_src) if axes is None
+          else np.asarray(axes, float))
   if not np.allclose(conv @ conv.T, np.eye(3), atol=1e-6) or np.linalg.det(conv) < 0:
     raise ValueError(f"{source}: axes must be a rotation (det +1), found {conv.tolist()}")
   rest_src = rest_src @ conv.T
-  glob_src, pos_src = skel.forward(local_rot, local_trans)
   glob_src = conv @ glob_src @ conv.T
   pos_src = pos_src @ conv.T
   if scale is None:
@@ -517,12 +584,13 @@ def retarget(skel: SourceSkeleton, local_rot: np.ndarray, local_trans: np.ndarra
       # No bone to align. A hand keeps the rest correction of its nearest mapped ancestor (in
       # any rest pose the hand continues the forearm), so a source wrist fixed to its forearm
       # gives an unrotated SMPL wrist. Feet and toes, and the trunk, keep their world rest
-      # orientation (every standing rest pose has flat feet).
+      # orientation (every standing rest pose has flat feet); the pelvis only its axes.
       a = parent
       while a >= 0 and a not in rest_fix:
         a = skeleton.SMPL_PARENTS[a]
       inherit = a >= 0 and k not in FOOT_JOINTS and k not in TRUNK_JOINTS
-      rest_fix[k] = rest_fix[a] if inherit else np.eye(3)
+      rest_fix[k] = (pelvis_rest_fix(rest_src, index) if k == 0 else
+                     rest_fix[a] if inherit else np.eye(3))
       glob[:, k] = glob_src[:, s] @ rest_fix[k]
       continue
     d_src = rest_src[index[target]] - rest_src[s]
