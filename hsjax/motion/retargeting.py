@@ -363,6 +363,14 @@ def check_spine(skel: SourceSkeleton, joint_map: dict[str, str], source: str = "
   return missing
 
 
+def _snap_to_axis(v: np.ndarray) -> np.ndarray:
+  """[3] the signed unit axis nearest the direction ``v`` [3]."""
+  out = np.zeros(3)
+  i = int(np.argmax(np.abs(v)))
+  out[i] = np.sign(v[i])
+  return out
+
+
 def axes_from_rest(rest: np.ndarray, index: dict[int, int], source: str = "<source>",
                    posed: np.ndarray | None = None) -> np.ndarray:
   """[3, 3] signed permutation taking source coordinates to SMPL's (rows: left, up, forward).
@@ -397,14 +405,8 @@ def axes_from_rest(rest: np.ndarray, index: dict[int, int], source: str = "<sour
     left, up, legs = (np.median(v, axis=0) if v is not None else None
                       for v in directions(np.asarray(posed, np.float64)))
 
-  def snap(v):
-    i = int(np.argmax(np.abs(v)))
-    out = np.zeros(3)
-    out[i] = np.sign(v[i])
-    return out
-
-  left_axis = snap(left)
-  up_axis = snap(up)
+  left_axis = _snap_to_axis(left)
+  up_axis = _snap_to_axis(up)
   if abs(left_axis @ up_axis) > 0.5:
     raise ValueError(f"{source}: the rest pose's left axis {left_axis} and up axis {up_axis} "
                      "coincide; pass axes=")
@@ -458,14 +460,8 @@ def pelvis_rest_fix(rest: np.ndarray, index: dict[int, int]) -> np.ndarray:
   if not (1 in index and 2 in index and ups):
     return np.eye(3)
 
-  def snap(v):
-    out = np.zeros(3)
-    i = int(np.argmax(np.abs(v)))
-    out[i] = np.sign(v[i])
-    return out
-
-  left = snap(rest[index[1]] - rest[index[2]])
-  up = snap(ups[0])
+  left = _snap_to_axis(rest[index[1]] - rest[index[2]])
+  up = _snap_to_axis(ups[0])
   if abs(left @ up) > 0.5:
     return np.eye(3)
   return np.stack([left, up, np.cross(left, up)], 1)
