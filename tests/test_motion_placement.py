@@ -431,3 +431,14 @@ def test_reach_drop_is_what_a_straight_leg_lacks():
                              atol=1e-6)
   need = placement.reach_drop(joints, soles, anchors, np.array([[False, True]]), (7, 8), 0.0)
   np.testing.assert_array_equal(need, [0.0])
+
+
+def test_lowest_heights_in_chunks_equal_the_whole_clip_skinned(body):
+  rng = np.random.default_rng(1)
+  local = rotations_np.axis_angle_to_matrix(rng.normal(0, 0.4, (20, 24, 3)))
+  glob, joints = placement.forward(body.rest, local, rng.normal(0, 0.1, (20, 3)))
+  masks = [body.mask(placement.LEFT_FOOT_PARTS), body.part == 15, slice(None)]
+  whole = placement.skin(body, glob, joints)[..., 1]
+  expected = np.stack([whole[:, m].min(1) for m in masks], 1)
+  np.testing.assert_array_equal(placement.lowest_heights(body, glob, joints, masks, chunk=7),
+                                expected)

@@ -318,10 +318,7 @@ def normalize(motion: Motion, heading: bool = True, ground: bool = False, *,
       glob, joints = placement.forward(body.rest, rotations_np.axis_angle_to_matrix(full),
                                        transl)
       feet = body.mask(placement.LEFT_FOOT_PARTS + placement.RIGHT_FOOT_PARTS)
-      sub = placement.BodyPoints(rest=body.rest, points=body.points[feet],
-                                 weights=body.weights[feet], part=body.part[feet],
-                                 mesh=body.mesh)
-      lowest = placement.skin(sub, glob, joints)[..., 1].min()
+      lowest = placement.lowest_heights(body, glob, joints, [feet]).min()
     else:
       if sole_offset is None:
         sole_offset = 0.0

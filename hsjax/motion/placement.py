@@ -137,6 +137,19 @@ def skin(body: BodyPoints, glob: np.ndarray, joints: np.ndarray) -> np.ndarray:
   return out
 
 
+def lowest_heights(body: BodyPoints, glob: np.ndarray, joints: np.ndarray, masks,
+                   chunk: int = 256) -> np.ndarray:
+  """[T, M] metres, the height of the lowest skinned point in each of ``masks`` ([P] bool
+  arrays, or ``slice(None)`` for all points), skinned ``chunk`` frames at a time so that
+  memory does not grow with the clip's length (arguments as :func:`skin`'s)."""
+  out = np.empty((glob.shape[0], len(masks)))
+  for start in range(0, glob.shape[0], chunk):
+    height = skin(body, glob[start:start + chunk], joints[start:start + chunk])[..., 1]
+    for m, mask in enumerate(masks):
+      out[start:start + chunk, m] = height[:, mask].min(1)
+  return out
+
+
 # ------------------------------------------------------------------------------------------
 # Source contacts
 
@@ -300,7 +313,7 @@ def bend_hand(body: BodyPoints, glob: np.ndarray, joints: np.ndarray, wrist: int
   mask = body.mask(parts)
   sub = BodyPoints(rest=body.rest, points=body.points[mask], weights=body.weights[mask],
                    part=body.part[mask], mesh=body.mesh)
-  low = skin(sub, glob, joints)[..., 1].min(1)
+  low = lowest_heights(sub, glob, joints, [slice(None)])[:, 0]
   todo = np.flatnonzero(low < 0)
   if todo.size == 0:
     return glob
@@ -322,7 +335,7 @@ def bend_hand(body: BodyPoints, glob: np.ndarray, joints: np.ndarray, wrist: int
     trial[:, hand] = turn @ glob[todo, hand]
     moved = joints[todo].copy()
     moved[:, hand] = pivot + np.einsum("tij,tj->ti", turn, joints[todo, hand] - pivot)
-    clear = skin(sub, trial, moved)[..., 1].min(1) >= 0
+    clear = lowest_heights(sub, trial, moved, [slice(None)])[:, 0] >= 0
     pick = ~done & (clear | (deg >= max_deg - 1e-9))
     glob[todo[pick], wrist] = trial[pick, wrist]
     glob[todo[pick], hand] = trial[pick, hand]
@@ -394,11 +407,6 @@ def _smooth_cover(values: np.ndarray, sigma: float, tol: float = 1e-4) -> np.nda
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
   edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(int), [0]])))
   return list(zip(edges[::2], edges[1::2]))
-
-
-def _sole_heights(points: np.ndarray, foot_masks) -> np.ndarray:
-  """[T, 2] metres, the lowest skinned point of each foot (``points`` [T, P, 3])."""
-  return np.stack([points[:, m, 1].min(1) for m in foot_masks], 1)
 
 
 def _planted_moves(joints: np.ndarray, soles: np.ndarray, anchors: np.ndarray, side: int,
@@ -577,8 +585,7 @@ def place(motion: motion_lib.Motion, info, body: BodyPoints, *, height_tol: floa
 
   # Step 2: root offsets from the planted feet.
   glob, joints = forward(body.rest, local, transl)
-  points = skin(body, glob, joints)
-  soles = _sole_heights(points, foot_masks)
+  soles = lowest_heights(body, glob, joints, foot_masks)
   any_contact = contacts.any(1)
   offset = np.zeros((num_frames, 3))
   if any_contact.any():
@@ -600,7 +607,7 @@ def place(motion: motion_lib.Motion, info, body: BodyPoints, *, height_tol: floa
   if anchors is not None and root_search:
     # A root shift moves the joints and the mesh rigidly: joints and soles follow by addition.
     glob, joints = forward(body.rest, local, transl)
-    soles = _sole_heights(skin(body, glob, joints), foot_masks)
+    soles = lowest_heights(body, glob, joints, foot_masks)
     moved = np.zeros((num_frames, 3))
     for axis in ROOT_SEARCH_AXES * root_rounds:
       shift = root_shift(joints + moved[:, None], soles + moved[:, 1:2], anchors, contacts,
@@ -622,7 +629,7 @@ def place(motion: motion_lib.Motion, info, body: BodyPoints, *, height_tol: floa
     glob, joints = forward(body.rest, local, transl)
     # Step 3: planted feet to their anchors, soles on the floor.
     if anchors is not None:
-      soles = _sole_heights(skin(body, glob, joints), foot_masks)
+      soles = lowest_heights(body, glob, joints, foot_masks)
       for side, chain in enumerate(LEG_CHAINS):
         nearest, weight = _ramp(contacts[:, side], ramp)
         if not weight.any():
@@ -643,11 +650,10 @@ def place(motion: motion_lib.Motion, info, body: BodyPoints, *, height_tol: floa
       glob = bend_hand(body, glob, joints, wrist, parts)
     local = local_rotations(glob)
     glob, joints = forward(body.rest, local, transl)
-    points = skin(body, glob, joints)
-    for side, (chain, parts) in enumerate(zip(ARM_CHAINS + LEG_CHAINS,
-                                              (LEFT_HAND_PARTS, RIGHT_HAND_PARTS,
-                                               LEFT_FOOT_PARTS, RIGHT_FOOT_PARTS))):
-      depth = np.maximum(0.0, -points[:, body.mask(parts), 1].min(1))
+    limb_parts = (LEFT_HAND_PARTS, RIGHT_HAND_PARTS, LEFT_FOOT_PARTS, RIGHT_FOOT_PARTS)
+    lows = lowest_heights(body, glob, joints, [body.mask(parts) for parts in limb_parts])
+    for side, chain in enumerate(ARM_CHAINS + LEG_CHAINS):
+      depth = np.maximum(0.0, -lows[:, side])
       if side >= 2:  # a swinging foot; with no foot planted the root lifts it instead
         depth = np.where(contacts[:, side - 2] | ~any_contact, 0.0, depth)
       act = depth > 1e-4
@@ -658,14 +664,13 @@ def place(motion: motion_lib.Motion, info, body: BodyPoints, *, height_tol: floa
         ik[act, (2, 3, 0, 1)[side]] = True
     local = local_rotations(glob)
     glob, joints = forward(body.rest, local, transl)
-    points = skin(body, glob, joints)
-    others = ~body.mask(LEFT_FOOT_PARTS + RIGHT_FOOT_PARTS + LEFT_HAND_PARTS + RIGHT_HAND_PARTS)
-    feet_m = body.mask(LEFT_FOOT_PARTS + RIGHT_FOOT_PARTS)
-    lift = np.where(any_contact, 0.0, np.maximum(0.0, -points[:, feet_m, 1].min(1)))
-    for k in np.unique(body.part[others]):
+    others = np.unique(body.part[~body.mask(sum(limb_parts, ()))])
+    lows = lowest_heights(body, glob, joints, [body.mask(LEFT_FOOT_PARTS + RIGHT_FOOT_PARTS)] +
+                          [body.part == k for k in others])
+    lift = np.where(any_contact, 0.0, np.maximum(0.0, -lows[:, 0]))
+    for k, low in zip(others, lows[:, 1:].T):
       clear = _source_clear(info, int(k), sole_floor(floor, body, lock), clearance)
-      depth = np.maximum(0.0, -points[:, body.part == k, 1].min(1))
-      lift = np.maximum(lift, np.where(clear, depth, 0.0))
+      lift = np.maximum(lift, np.where(clear, np.maximum(0.0, -low), 0.0))
     transl[:, 1] += lift
     offset[:, 1] += lift
     root_lift = lift
