@@ -563,7 +563,8 @@ def place(motion: motion_lib.Motion, info, body: BodyPoints, *, height_tol: floa
     iterations: rounds of floor clearing and foot re-planting.
     root_search: after the anchors, move the root where leg IK turns the planted legs least
       (:func:`root_shift`), in turn along ``ROOT_SEARCH_AXES``, ``root_rounds`` times (the
-      descent has converged by five on the clips measured in the motions README).
+      descent has converged by five on the clips measured in the motions README), then down
+      where a planted leg cannot reach (:func:`reach_drop`).
     root_smooth: seconds, the Gaussian that low-passes each axis's search result over time
       (the search is per frame).
 
