@@ -529,13 +529,16 @@ def foot_anchors(feet: np.ndarray, source_feet: np.ndarray, contacts: np.ndarray
   anchors = np.zeros((num_frames, 2, 3))
   shift = np.zeros((num_frames, 3))
   count = np.maximum(contacts.sum(1), 1)[:, None]
+  runs = []  # (side, start, stop, the source foot's horizontal slide over the run)
+  for side in range(2):
+    for start, stop in _runs(contacts[:, side]):
+      delta = source_feet[start:stop, side] - source_feet[start, side]
+      delta[:, 1] = 0.0
+      runs.append((side, start, stop, delta))
   for _ in range(max_rounds):
-    for side in range(2):
-      for start, stop in _runs(contacts[:, side]):
-        delta = source_feet[start:stop, side] - source_feet[start, side]
-        delta[:, 1] = 0.0
-        anchors[start:stop, side] = (feet[start:stop, side] + shift[start:stop] - delta
-                                     ).mean(0) + delta
+    for side, start, stop, delta in runs:
+      anchors[start:stop, side] = (feet[start:stop, side] + shift[start:stop] - delta
+                                   ).mean(0) + delta
     diff = np.where(contacts[..., None], anchors - feet, 0.0)
     shift, last = diff.sum(1) / count, shift
     if np.abs(shift - last).max() < tol:
@@ -669,8 +672,9 @@ def place(motion: motion_lib.Motion, info, body: BodyPoints, *, height_tol: floa
     lows = lowest_heights(body, glob, joints, [body.mask(LEFT_FOOT_PARTS + RIGHT_FOOT_PARTS)] +
                           [body.part == k for k in others])
     lift = np.where(any_contact, 0.0, np.maximum(0.0, -lows[:, 0]))
+    source_sole_floor = sole_floor(floor, body, lock)
     for k, low in zip(others, lows[:, 1:].T):
-      clear = _source_clear(info, int(k), sole_floor(floor, body, lock), clearance)
+      clear = _source_clear(info, int(k), source_sole_floor, clearance)
       lift = np.maximum(lift, np.where(clear, np.maximum(0.0, -low), 0.0))
     transl[:, 1] += lift
     offset[:, 1] += lift
