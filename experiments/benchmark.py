@@ -12,11 +12,15 @@ fit must beat on novel poses). Subjects are fitted together with ``hsjax.fit_man
 (``hsjax.evaluation.evaluate_run``) and the script prints and writes:
 
 * ``table.md``: per sequence, HMR → refined for MPJPE, PA-MPJPE, PVE, V2V, root error and
-  its component along the camera axis, acceleration (pelvis-aligned and world), novel-view
-  and novel-pose PSNR / SSIM, and the fixed-pose baseline's; then mean ± std over the split
+  its component along the camera axis, acceleration (pelvis-aligned and world), the camera-axis
+  error the depth map's own scale error alone puts on the root, novel-view and novel-pose
+  PSNR / SSIM, and the fixed-pose baseline's; then mean ± std over the split
   and over its headline subset (``hmr2_like`` + ``unidepth_like``), and a per-joint MPJPE
   table (which joints improve);
 * ``results.json``: every number, per-joint and per-frame errors, fit times and peak memory.
+
+``--headline_depth=unidepth_metric`` gives the headline sequences the same simulated depth
+network without its metric-scale error (an ablation of what that error costs).
 
 Runtime on 2 CPU cores: about 2 minutes per fit of a default sequence (two fits per sequence
 with the baseline) plus generation of uncached sequences (15–45 s each) and evaluation.
@@ -39,6 +43,7 @@ from hsjax import fit
 from hsjax import metrics
 from hsjax import report
 from hsjax.data.synthetic import suite
+from hsjax.fit import data as fit_data
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # pylint: disable=g-import-not-at-top,wrong-import-position  # experiments/common.py
@@ -59,6 +64,10 @@ _NUM_FRAMES = flags.DEFINE_integer("num_frames", 0, "Override the suite's frames
                                    "(0: the suite's; smaller only for smoke runs).")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 0, "Override the suite's image size (0: the "
                                    "suite's; smaller only for smoke runs).")
+_HEADLINE_DEPTH = flags.DEFINE_string(
+    "headline_depth", None, "Depth preset for the sequences that have `unidepth_like` depth "
+    "(e.g. unidepth_metric: the same network without its metric scale error, to measure what "
+    "that error costs); default: the suite's.")
 flags.adopt_module_key_flags(common)
 
 # Columns of the per-sequence table: (header, getter of a sequence's result dict).
@@ -79,6 +88,30 @@ def pose_summary(body_model, sequence, poses) -> dict:
   out["root_z_signed"] = float(np.mean(cam[:, 2]))
   out["per_joint"] = np.asarray(metrics.per_joint_mpjpe(pred, gt)).tolist()
   return out
+
+
+def depth_scale_error(body_model, sequence, config) -> float | None:
+  """Mean |camera-axis root error| (mm) of the ground-truth root moved by the depth's own
+  scale error; None without metric depth.
+
+  The depth the fit sees is the true depth times ``scale_t · (f_camera / f_depth)^power``
+  (the simulated network's drawn scale, ``metadata["depth_noise"]``, and the focal rescaling
+  of ``config``), so this is the error a fit that takes the person's distance from the depth
+  map inherits, before any bias of its own (0 for exact depth).
+  """
+  if sequence.depth is None or sequence.depth_kind != "metric":
+    return None
+  t = len(sequence)
+  k = np.broadcast_to(np.asarray(sequence.cameras.K, np.float32), (t, 3, 3))
+  depth_k = k if sequence.depth_K is None else np.broadcast_to(
+      np.asarray(sequence.depth_K, np.float32), (t, 3, 3))
+  noise = sequence.metadata.get("depth_noise")
+  scale = np.ones(t) if noise is None else np.asarray(noise["scale"], np.float64)
+  factor = scale * fit_data.focal_ratio(k, depth_k, config.depth_focal_power)
+  _, joints = body_lib.pose_frames_host(body_model, sequence.gt)
+  w2c = np.broadcast_to(np.asarray(sequence.cameras.world_to_cam, np.float64), (t, 4, 4))
+  root_z = np.einsum("tj,tj->t", w2c[:, 2, :3], joints[:, 0]) + w2c[:, 2, 3]
+  return 1000.0 * float(np.mean(np.abs(factor - 1.0) * root_z))
 
 
 def subject(result, i: int, num_frames: int):
@@ -130,17 +163,22 @@ def _mean_std(values) -> str:
   return f"{v.mean():.1f} ± {v.std():.1f}"
 
 
+def _depth_scale(row) -> str:
+  return "n/a" if row.get("depth_scale_z") is None else f"{row['depth_scale_z']:.1f}"
+
+
 def results_table(rows: dict) -> str:
   """Markdown: one row per sequence (HMR → refined), then mean ± std rows."""
-  headers = [h for h, _ in _POSE_COLUMNS] + ["NV PSNR", "NP PSNR", "NP PSNR fixed HMR",
-                                               "NV SSIM"]
+  headers = [h for h, _ in _POSE_COLUMNS] + ["depth scale error at root", "NV PSNR", "NP PSNR",
+                                               "NP PSNR fixed HMR", "NV SSIM"]
   lines = ["| sequence | " + " | ".join(headers) + " |",
            "| --- | " + " | ".join("---:" for _ in headers) + " |"]
 
   def cells(r):
     pose = [f"{r['hmr_pose'][k]:.1f} → {r['pose'][k]:.1f}" for _, k in _POSE_COLUMNS]
     base = r.get("baseline")
-    return pose + [f"{r['novel_view']['psnr']:.2f}", f"{r['novel_pose']['psnr']:.2f}",
+    return pose + [_depth_scale(r), f"{r['novel_view']['psnr']:.2f}",
+                   f"{r['novel_pose']['psnr']:.2f}",
                    f"{base['novel_pose']['psnr']:.2f}" if base else "n/a",
                    f"{r['novel_view']['ssim']:.3f}"]
 
@@ -152,7 +190,9 @@ def results_table(rows: dict) -> str:
       continue
     pose = [f"{_mean_std([r['hmr_pose'][k] for r in subset])} → "
             f"{_mean_std([r['pose'][k] for r in subset])}" for _, k in _POSE_COLUMNS]
-    img = [_mean_std([r["novel_view"]["psnr"] for r in subset]),
+    scales = [r.get("depth_scale_z") for r in subset]
+    img = [_mean_std(scales) if None not in scales else "n/a",
+           _mean_std([r["novel_view"]["psnr"] for r in subset]),
            _mean_std([r["novel_pose"]["psnr"] for r in subset]),
            (_mean_std([r["baseline"]["novel_pose"]["psnr"] for r in subset])
             if all("baseline" in r for r in subset) else "n/a"),
@@ -164,8 +204,9 @@ def results_table(rows: dict) -> str:
 def reductions_table(rows: dict) -> str:
   """Markdown: mean reduction against HMR (%) and the sequences that got worse."""
   lines = ["| subset | " + " | ".join(h for h, _ in _POSE_COLUMNS[:6]) +
-           " | root z left (% of HMR) | NP PSNR gain over fixed HMR (dB) | worse than HMR |",
-           "| --- |" + " ---: |" * 9]
+           " | root z left (% of HMR) | depth scale error at root (% of HMR) |"
+           " NP PSNR gain over fixed HMR (dB) | worse than HMR |",
+           "| --- |" + " ---: |" * 10]
   for label, subset in (("all", rows), ("headline", {n: r for n, r in rows.items()
                                                      if r["headline"]})):
     if not subset:
@@ -174,13 +215,16 @@ def reductions_table(rows: dict) -> str:
            for _, k in _POSE_COLUMNS[:6]]
     left = np.mean([100 * r["pose"]["root_z"] / r["hmr_pose"]["root_z"]
                     for r in subset.values()])
+    scales = [r.get("depth_scale_z") for r in subset.values()]
+    scale = "n/a" if None in scales else "{:.0f} %".format(np.mean(
+        [100 * e / r["hmr_pose"]["root_z"] for e, r in zip(scales, subset.values())]))
     gains = [r["novel_pose"]["psnr"] - r["baseline"]["novel_pose"]["psnr"]
              for r in subset.values() if "baseline" in r]
     worse = [f"{n} ({k})" for n, r in subset.items() for _, k in _POSE_COLUMNS[:6]
              if r["pose"][k] > r["hmr_pose"][k]]
     gain = f"{np.mean(gains):+.2f}" if gains else "n/a"
     lines.append(f"| {label} ({len(subset)}) | " + " | ".join(f"{x:.0f} %" for x in red) +
-                 f" | {left:.0f} % | {gain} | {', '.join(worse) or 'none'} |")
+                 f" | {left:.0f} % | {scale} | {gain} | {', '.join(worse) or 'none'} |")
   return "\n".join(lines)
 
 
@@ -208,11 +252,14 @@ def main(argv):
   body_model = common.load_body_model(_BODY_MODEL.value)
   out_dir = _OUTPUT_DIR.value
   common.write_config(out_dir, "benchmark", split=_SPLIT.value,
-                      sequences=[e.name for e in entries], fit_config=config)
+                      sequences=[e.name for e in entries],
+                      headline_depth=_HEADLINE_DEPTH.value, fit_config=config)
   t0 = time.perf_counter()
   overrides = {k: v for k, v in (("num_frames", _NUM_FRAMES.value),
                                   ("image_size", _IMAGE_SIZE.value)) if v}
-  sequences = [e.load(body_model=body_model, **overrides) for e in entries]
+  sequences = [e.load(body_model=body_model, **overrides, **(
+      {"depth": _HEADLINE_DEPTH.value} if _HEADLINE_DEPTH.value and e.depth == "unidepth_like"
+      else {})) for e in entries]
   data_s = time.perf_counter() - t0
   print(f"{len(sequences)} sequences ready in {data_s:.0f} s", flush=True)
   joint, joint_s = fit_group(entries, sequences, config, body_model, "joint")
@@ -223,6 +270,7 @@ def main(argv):
     print(f"evaluating {entry.name}", flush=True)
     row = evaluate(entry, seq, body_model, config, *fitted)
     row["hmr_pose"] = pose_summary(body_model, seq, seq.hmr)
+    row["depth_scale_z"] = depth_scale_error(body_model, seq, config)
     if base is not None:
       row["baseline"] = evaluate(entry, seq, body_model, config, *base)
     rows[entry.name] = row
@@ -231,8 +279,10 @@ def main(argv):
   text = "\n\n".join([
       f"# Benchmark, split {_SPLIT.value}: {len(entries)} sequences",
       "Pose errors in mm (HMR → refined); root z = root error along the training camera's "
-      "axis; accel = pelvis-aligned (VIBE/WHAM), accel world = world frame (mm/frame²); NV / "
-      "NP = novel view / novel pose, PSNR in dB inside the person's box.",
+      "axis; depth scale error at root = the camera-axis error of the true root placed by the "
+      "depth map's own scale error (what a fit inherits from the depth); accel = "
+      "pelvis-aligned (VIBE/WHAM), accel world = world frame (mm/frame²); NV / NP = novel "
+      "view / novel pose, PSNR in dB inside the person's box.",
       results_table(rows), "## Mean reduction against the HMR initialisation",
       reductions_table(rows), "## Per joint (MPJPE, pelvis-aligned, mean over sequences)",
       joints_table(rows),

@@ -294,6 +294,7 @@ class FitFlags:
   camel_refresh_every: Any
   align_depth: Any
   depth_focal_power: Any
+  depth_edge_px: Any
   backend: Any
   tile_capacity: Any
   downsample: Any
@@ -358,6 +359,10 @@ def define_fit_flags() -> FitFlags:
       depth_focal_power=flags.DEFINE_float(
           "depth_focal_power", d.depth_focal_power, "Rescale depth that came with its own "
           "intrinsics by (f_camera / f_depth) ** power (0: as given)."),
+      depth_edge_px=flags.DEFINE_integer(
+          "depth_edge_px", d.depth_edge_px, "Drop depth within this many pixels (fitted "
+          "size) of the person's silhouette, where a monocular network blends it with the "
+          "background.", lower_bound=0),
       backend=flags.DEFINE_enum("backend", d.backend, list(BACKENDS), "Rasteriser backend."),
       tile_capacity=flags.DEFINE_integer("tile_capacity", d.tile_capacity,
                                          "Gaussians kept per 16x16 tile."),
@@ -410,7 +415,8 @@ def fit_config(f: FitFlags, body_model: str = "default", **overrides):
   for name in ("steps", "warmup_steps", "pose_steps", "batch_frames", "num_gaussians",
                "sh_degree", "train_betas", "lr_betas", "learn_skinning", "nonrigid",
                "densify_every", "camel_refresh_every", "align_depth", "depth_focal_power",
-               "backend", "tile_capacity", "downsample", "max_fit_size", "frame_cache_gb"):
+               "depth_edge_px", "backend", "tile_capacity", "downsample", "max_fit_size",
+               "frame_cache_gb"):
     if getattr(f, name).present:
       kwargs[name] = getattr(f, name).value
   steps = kwargs.get("steps", base.steps)

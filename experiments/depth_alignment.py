@@ -37,6 +37,9 @@ _SPLIT = flags.DEFINE_enum("split", "dev", ["dev", "test", "all"], "Suite split.
 _POWERS = flags.DEFINE_list("focal_powers", ["0", "1", "2"], "depth_focal_power values.")
 _WINDOWS = flags.DEFINE_list("windows", ["1", "5"], "Temporal median-filter lengths.")
 _OUT = flags.DEFINE_string("out", "depth_alignment.json", "JSON output path.")
+_EDGE = flags.DEFINE_integer("depth_edge_px", FitConfig.depth_edge_px, "Depth dropped within "
+                             "this many pixels of the silhouette (FitConfig.depth_edge_px).",
+                             lower_bound=0)
 
 
 def camera_axis_error(body_model, params, gt, world_to_cam) -> float:
@@ -51,7 +54,8 @@ def main(argv):
   if len(argv) > 1:
     raise common.InputError(f"unexpected arguments {argv[1:]} (flags need --name=value)")
   model = body_lib.load_body_model()
-  config = FitConfig(depth_focal_power=0.0, align_depth=False, progress=False)
+  config = FitConfig(depth_focal_power=0.0, align_depth=False, depth_edge_px=_EDGE.value,
+                     progress=False)
   variants = [(float(p), int(w)) for p in _POWERS.value for w in _WINDOWS.value]
   rows, t0 = {}, time.perf_counter()
   for entry in suite.split_sequences(_SPLIT.value):

@@ -1,5 +1,7 @@
 """The benchmark suite: its splits, the motions it can take, and the metrics it reports."""
 
+import types
+
 import numpy as np
 import pytest
 
@@ -116,3 +118,14 @@ def test_focal_ratio_rescales_depth_to_the_camera():
   depth_k[:, :2, :2] *= 1.1  # the depth network thought the focal length 10 % longer
   np.testing.assert_allclose(fit_data.focal_ratio(k, depth_k, 1.0), 1 / 1.1, rtol=1e-6)
   np.testing.assert_allclose(fit_data.focal_ratio(k, depth_k, 0.0), 1.0)
+
+
+def test_suite_entry_load_takes_overrides_of_its_own_settings(monkeypatch):
+  calls = []
+  monkeypatch.setattr(suite.generator, "synthetic_sequence",
+                      lambda name, **kw: calls.append(kw) or types.SimpleNamespace(name=None))
+  entry = suite.split_sequences("dev")[0]
+  seq = entry.load(depth="unidepth_metric", num_frames=8)
+  assert seq.name == entry.name
+  assert calls == [{"seed": entry.seed, "hmr_noise": entry.hmr_noise, "motion": entry.motion,
+                    "depth": "unidepth_metric", "num_frames": 8}]

@@ -245,3 +245,19 @@ def test_synthetic_sequence_unidepth_like(small_body, tmp_path):
   with pytest.raises(ValueError, match="depth must be one of"):
     synthetic_sequence(seed=3, body_model=small_body, cache_dir=False, depth="unidepth",
                        **small)
+
+
+def test_unidepth_metric_is_unidepth_like_without_its_scale_error():
+  """Same draws, same map up to the sequence scale; the focal keeps only its coupled flicker."""
+  depth, mask = _person()
+  like = degrade_depth(depth, mask, K, "unidepth_like", seed=5)
+  metric = degrade_depth(depth, mask, K, "unidepth_metric", seed=5)
+  errors = depth_noise_lib.sample_depth_errors("unidepth_like", T, seed=5)
+  metric_errors = depth_noise_lib.sample_depth_errors("unidepth_metric", T, seed=5)
+  assert abs(errors.log_scale) > 1e-3 and metric_errors.log_scale == 0.0
+  np.testing.assert_array_equal(like > 0, metric > 0)
+  valid = metric > 0
+  np.testing.assert_allclose(like[valid] / metric[valid], np.exp(errors.log_scale), rtol=1e-5)
+  np.testing.assert_array_equal(errors.frame_log_scale, metric_errors.frame_log_scale)
+  np.testing.assert_allclose(np.log(metric_errors.focal_scale),
+                             0.5 * metric_errors.frame_log_scale, rtol=1e-6)

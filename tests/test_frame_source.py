@@ -15,6 +15,7 @@ from hsjax.data import LazyFrames
 from hsjax.data import synthetic_sequence
 
 from hsjax import fit as fit_lib
+from hsjax.fit import data as fit_data
 
 CONFIG = fit_lib.FitConfig(steps=4, warmup_steps=1, batch_frames=2, num_gaussians=64,
                            tile_capacity=32, log_every=1, progress=False,
@@ -86,6 +87,29 @@ def test_max_fit_size_raises_the_factor_to_one_that_divides_the_frames(sequence,
   data = fit_lib.prepare_data(sequence, config, body_model=body_model, source=source)
   np.testing.assert_allclose(np.asarray(data.K[0]), np.diag([0.25, 0.25, 1.0]) @ np.asarray(
       sequence.cameras.K)[..., :3, :3].reshape(-1, 3, 3)[0], rtol=1e-6)
+
+
+def test_depth_near_the_silhouette_is_dropped_when_asked(body_model):
+  """depth_edge_px=1 keeps depth only where the whole 3x3 block around a pixel is the person
+  (an 8-connected erosion); images, masks and the interior's depth stay as they were."""
+  sequence = synthetic_sequence("default", seed=0, num_frames=2, image_size=96,
+                                num_eval_views=0, num_novel_pose=0, supersample=1,
+                                cache_dir=False, body_model=body_model)
+  plain = fit_lib.FrameSource(sequence, CONFIG).frame(1)
+  edged = fit_lib.FrameSource(sequence, dataclasses.replace(CONFIG, depth_edge_px=1)).frame(1)
+  np.testing.assert_array_equal(edged[0], plain[0])
+  np.testing.assert_array_equal(edged[1], plain[1])
+  person = plain[1] > 0.5
+  padded = np.pad(person, 1)
+  inner = np.ones_like(person)
+  for dy in range(3):
+    for dx in range(3):
+      inner &= padded[dy:dy + person.shape[0], dx:dx + person.shape[1]]
+  assert 0 < inner.sum() < person.sum()
+  np.testing.assert_array_equal(edged[2], np.where(inner, plain[2], 0.0))
+  np.testing.assert_array_equal(fit_data.interior(plain[1], 1), inner)
+  with pytest.raises(ValueError, match="depth_edge_px must be >= 0, found -1"):
+    dataclasses.replace(CONFIG, depth_edge_px=-1)
 
 
 def test_depth_blocks_average_their_valid_pixels(sequence):

@@ -115,6 +115,12 @@ DEPTH_NOISE_PRESETS: dict[str, DepthNoise] = {
                                 distortion_drift=0.05, blur_sigma=2.0, dilate=3,
                                 background_tilt=15.0, hole_fraction=0.01, hole_size=2.0,
                                 pixel_noise=0.005, focal_error=0.02, focal_coupling=0.5),
+    # ``unidepth_like`` with a right metric scale (no sequence scale error, no focal error of
+    # its own): the same draws otherwise, so it isolates what the scale error costs a fit.
+    "unidepth_metric": DepthNoise(frame_scale_sigma=0.01, distortion=0.01,
+                                  distortion_drift=0.05, blur_sigma=2.0, dilate=3,
+                                  background_tilt=15.0, hole_fraction=0.01, hole_size=2.0,
+                                  pixel_noise=0.005, focal_coupling=0.5),
     # Harder scenes (loose clothing, clutter, unusual viewpoints): the tail of such errors.
     "unidepth_hard": DepthNoise(scale_sigma=0.08, frame_scale_sigma=0.025, distortion=0.025,
                                 distortion_drift=0.1, blur_sigma=3.5, dilate=5,

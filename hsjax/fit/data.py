@@ -24,6 +24,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.ndimage
 import tqdm
 
 from hsjax import body as body_lib
@@ -88,8 +89,10 @@ class FrameSource:
   fitted size: composited over ``config.background`` outside the mask when
   ``config.mask_background``, metric depth with its own intrinsics multiplied by
   :func:`focal_ratio`, non-finite depth set to 0 (invalid), then area-downsampled by
-  ``factor`` (``config.fit_downsample`` of the frame size). Prepared frames are kept while they fit in
-  ``config.frame_cache_gb``; the others are prepared again from the sequence when asked for.
+  ``factor`` (``config.fit_downsample`` of the frame size); depth within
+  ``config.depth_edge_px`` pixels of the silhouette is set to 0 (:func:`interior`). Prepared
+  frames are kept while they fit in ``config.frame_cache_gb``; the others are prepared again
+  from the sequence when asked for.
   Safe to call from a prefetching thread.
   """
 
@@ -108,6 +111,7 @@ class FrameSource:
     if kind not in ("metric", "relative"):
       raise ValueError(f"sequence.depth_kind: expected 'metric' or 'relative', found {kind!r}")
     self.factor = config.fit_downsample(h, w)  # the fitted images are this much smaller
+    self._edge_px = config.depth_edge_px
     self._images, self._masks = images, masks
     self.depth_kind = kind
     self.num_frames = t
@@ -184,7 +188,19 @@ class FrameSource:
     if self.factor > 1:
       image, mask, depth = (x[0] for x in _downsample(image[None], mask[None], depth[None],
                                                       self.factor))
+    if self._edge_px and self._depth is not None:
+      depth = np.where(interior(mask, self._edge_px), depth, 0.0)
     return image.astype(np.float32), mask.astype(np.float32), depth.astype(np.float32)
+
+
+def interior(mask: np.ndarray, pixels: int) -> np.ndarray:
+  """[H, W] bool: the person (``mask`` > 0.5) without its outer ``pixels`` rings (8-connected
+  erosion: a pixel stays when every pixel within ``pixels`` in x and y is the person)."""
+  person = mask > 0.5
+  if pixels <= 0:
+    return person
+  return scipy.ndimage.binary_erosion(person, structure=np.ones((3, 3), bool),
+                                      iterations=pixels)
 
 
 def prepare_data(sequence, config: FitConfig, body_model: BodyModel | None = None, *,

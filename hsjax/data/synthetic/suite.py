@@ -44,9 +44,14 @@ class BenchmarkSequence:
     return (self.hmr_noise, self.depth) == HEADLINE
 
   def load(self, **overrides) -> seq_lib.Sequence:
-    """The sequence (generated once, then cached), named after the suite entry."""
-    seq = generator.synthetic_sequence("default", seed=self.seed, hmr_noise=self.hmr_noise,
-                                       motion=self.motion, depth=self.depth, **overrides)
+    """The sequence (generated once, then cached), named after the suite entry.
+
+    ``overrides`` are further :func:`hsjax.data.synthetic_sequence` arguments; they may
+    replace the entry's own (``depth="unidepth_metric"`` for a depth-model ablation).
+    """
+    kwargs = {"seed": self.seed, "hmr_noise": self.hmr_noise, "motion": self.motion,
+              "depth": self.depth, **overrides}
+    seq = generator.synthetic_sequence("default", **kwargs)
     seq.name = self.name
     return seq
 
