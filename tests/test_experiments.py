@@ -287,3 +287,34 @@ def test_fit_evaluate_animate_end_to_end(tmp_path):
                   env_extra=env)
   assert an.returncode == 0, an.stderr[-3000:]
   assert (anim / "walk.mp4").exists() and len(os.listdir(anim / "frames")) == 5
+
+
+def test_benchmark_depth_scale_error_is_the_maps_scale_error_at_the_true_root():
+  """Exact depth: 0; a map scaled by a drawn factor (measured here from the two maps, not the
+  metadata the script reads): |factor − 1| times the true root's depth; no depth: None."""
+  code = (
+      "import json, numpy as np, benchmark\n"
+      "from hsjax import body as body_lib, fit\n"
+      "from hsjax.data import synthetic_sequence\n"
+      "model = body_lib.load_body_model()\n"
+      "small = dict(seed=3, num_frames=3, image_size=32, num_eval_views=0, num_novel_pose=0,\n"
+      "             hmr_noise='none', cache_dir=False, body_model=model)\n"
+      "seqs = {d: synthetic_sequence(depth=d, **small) for d in ('exact', 'scale_only', 'none')}\n"
+      "exact, scaled = np.asarray(seqs['exact'].depth), np.asarray(seqs['scale_only'].depth)\n"
+      "factor = [float(np.median(s[e > 0] / e[e > 0])) for s, e in zip(scaled, exact)]\n"
+      "_, joints = body_lib.pose_frames_host(model, seqs['exact'].gt)\n"
+      "w2c = np.asarray(seqs['exact'].cameras.world_to_cam).reshape(-1, 4, 4)[0]\n"
+      "root_z = (joints[:, 0] @ w2c[2, :3] + w2c[2, 3]).tolist()\n"
+      "found = {d: benchmark.depth_scale_error(model, s, fit.FitConfig())\n"
+      "         for d, s in seqs.items()}\n"
+      "print(json.dumps({'found': found, 'factor': factor, 'root_z': root_z}))\n")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=EXPERIMENTS, check=True, timeout=300,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
+  result = json.loads(out.stdout.strip().splitlines()[-1])
+  found, factor = result["found"], np.asarray(result["factor"])
+  assert np.abs(factor - 1).min() > 0.005  # a scale error was drawn
+  assert found["exact"] == pytest.approx(0.0, abs=1e-6)
+  expected = 1000 * np.mean(np.abs(factor - 1) * np.asarray(result["root_z"]))
+  assert found["scale_only"] == pytest.approx(expected, rel=1e-3)
+  assert found["none"] is None

@@ -116,7 +116,9 @@ def test_depth_blocks_average_their_valid_pixels(sequence):
   depth = np.asarray(sequence.depth, np.float32).copy()
   depth[0, :2, :2] = [[2.0, 0.0], [np.nan, 4.0]]  # one valid pair of four, one NaN
   depth[0, :2, 2:4] = [[2.0, 3.0], [0.0, 4.0]]  # three valid
-  source = fit_lib.FrameSource(dataclasses.replace(sequence, depth=depth), CONFIG)
+  # Every pixel's depth, inside the silhouette or not (no ring dropped).
+  source = fit_lib.FrameSource(dataclasses.replace(sequence, depth=depth),
+                               dataclasses.replace(CONFIG, depth_edge_px=0))
   _, _, prepared = source.frame(0)
   assert prepared[0, 0] == pytest.approx(3.0)  # half the block valid: their mean
   assert prepared[0, 1] == pytest.approx(3.0)
