@@ -16,10 +16,12 @@ in BENCHMARKS.md (benchmark suite, dev split).
 The alignment is robust, not exact: the median over pixels ignores the silhouette's bleeding
 and holes of a monocular depth map; frames with too few person pixels take their neighbours'
 correction (an optional temporal median filter exists, but HMR's depth error has a per-frame
-part that it would keep: on the dev split, with ``depth_focal_power=1``, the root error along
-the camera axis left after alignment is 29 % of HMR's per frame, 39 % with a 5-frame
-filter). The depth network's own scale error remains, and
-the depth terms of the fit see the same depth.
+part that it would keep: on the dev split, with ``depth_focal_power=1`` and every person
+pixel's depth, the root error along the camera axis left after alignment is 29 % of HMR's per
+frame, 39 % with a 5-frame filter). The fit hands it depth without the silhouette's outer ring
+(``FitConfig.depth_edge_px``), where a monocular network blends the person with the
+background. The depth network's own scale error remains, and the depth terms of the fit see
+the same depth.
 """
 
 from __future__ import annotations
