@@ -95,7 +95,7 @@ def test_depth_near_the_silhouette_is_dropped_when_asked(body_model):
   sequence = synthetic_sequence("default", seed=0, num_frames=2, image_size=96,
                                 num_eval_views=0, num_novel_pose=0, supersample=1,
                                 cache_dir=False, body_model=body_model)
-  plain = fit_lib.FrameSource(sequence, CONFIG).frame(1)
+  plain = fit_lib.FrameSource(sequence, dataclasses.replace(CONFIG, depth_edge_px=0)).frame(1)
   edged = fit_lib.FrameSource(sequence, dataclasses.replace(CONFIG, depth_edge_px=1)).frame(1)
   np.testing.assert_array_equal(edged[0], plain[0])
   np.testing.assert_array_equal(edged[1], plain[1])
@@ -106,6 +106,7 @@ def test_depth_near_the_silhouette_is_dropped_when_asked(body_model):
     for dx in range(3):
       inner &= padded[dy:dy + person.shape[0], dx:dx + person.shape[1]]
   assert 0 < inner.sum() < person.sum()
+  assert np.any(plain[2][person & ~inner] > 0)  # the ring had depth, and loses it
   np.testing.assert_array_equal(edged[2], np.where(inner, plain[2], 0.0))
   np.testing.assert_array_equal(fit_data.interior(plain[1], 1), inner)
   with pytest.raises(ValueError, match="depth_edge_px must be >= 0, found -1"):
