@@ -116,8 +116,9 @@ class FitConfig:
   # (set invalid) for every depth term and the alignment. A monocular network smooths depth
   # across the silhouette, so there the person's depth is pulled towards the background and
   # the per-frame median that sets the root's distance is biased far (by 1.5-3 % on the dev
-  # split). Chosen on dev (BENCHMARKS.md): 1 raises novel-pose PSNR by 0.5 dB over the eight
-  # sequences and PA-MPJPE's reduction from 49 to 53 %; 2 also strips the thin limbs of depth.
+  # split). Chosen on dev (BENCHMARKS.md): 1 raises the mean novel-pose PSNR of the eight
+  # sequences by 0.26 dB and the headline PA-MPJPE reduction from 49 to 53 %; 2 also strips
+  # the thin limbs of depth.
   depth_edge_px: int = 1
   # --- frames
   # Host memory (GiB, per sequence) for prepared frames (fitted size, float32: 1.3 MB a frame
