@@ -188,6 +188,17 @@ def test_pose_prior_weighted_distance():
     losses.make_pose_prior((1.0,) * 23)
 
 
+def test_betas_priors_pull_towards_hmr_and_towards_the_mean_body():
+  betas = jnp.asarray(np.linspace(-1.0, 1.0, 10), jnp.float32)
+  init = _poses().replace(betas=jnp.full(10, 0.5, jnp.float32))
+  params = types.SimpleNamespace(poses=init.replace(betas=betas))
+  ctx = _ctx(init=init)
+  np.testing.assert_allclose(losses.betas_prior(None, None, params, ctx),
+                             np.mean((np.linspace(-1.0, 1.0, 10) - 0.5) ** 2), rtol=1e-6)
+  np.testing.assert_allclose(losses.betas_population_prior(None, None, params, ctx),
+                             np.mean(np.linspace(-1.0, 1.0, 10) ** 2), rtol=1e-6)
+
+
 def test_smoothness_zero_for_constant_velocity_and_masks_padding():
   t = 8
   transl = np.zeros((t, 3), np.float32)

@@ -42,6 +42,7 @@ from hsjax.losses.keypoints import geman_mcclure
 from hsjax.losses.keypoints import keypoints_2d
 from hsjax.losses.keypoints import make_keypoints_2d
 from hsjax.losses.pose import PRIOR_JOINT_WEIGHTS
+from hsjax.losses.pose import betas_population_prior
 from hsjax.losses.pose import betas_prior
 from hsjax.losses.pose import make_pose_prior
 from hsjax.losses.pose import make_smoothness
@@ -65,6 +66,7 @@ DEFAULT_LOSSES: dict[str, tuple[Weight, Term]] = {
     "depth_ssi": (0.0, depth_ssi),
     "pose_prior": (1.0, pose_prior),
     "betas_prior": (0.01, betas_prior),
+    "betas_population": (0.0, betas_population_prior),
     "smooth_joints": (10.0, smooth_joints),
     "smooth_transl": (10.0, smooth_transl),
     "scale": (0.01, scale_reg),
@@ -93,6 +95,7 @@ __all__ = [
     "Term",
     "Weight",
     "align_scale_shift",
+    "betas_population_prior",
     "betas_prior",
     "camel_nearest_vertices",
     "camel_surface",
