@@ -409,7 +409,9 @@ def fit_config(f: FitFlags, body_model: str = "default", **overrides):
     kwargs.update(train_global_orient="global_orient" in refine,
                   train_body_pose="body_pose" in refine, train_transl="transl" in refine)
   if f.losses.present:
-    kwargs["loss_weights"] = parse_losses(f.losses.value)
+    # On top of the preset's own weights (the quality preset keeps the ones it was chosen with).
+    kwargs["loss_weights"] = tuple({**dict(base.loss_weights),
+                                    **dict(parse_losses(f.losses.value))}.items())
   if f.means_lr.present:
     kwargs["avatar_lrs"] = tuple(dict(base.avatar_lrs, means=f.means_lr.value).items())
   for name in ("steps", "warmup_steps", "pose_steps", "batch_frames", "num_gaussians",

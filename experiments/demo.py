@@ -22,14 +22,14 @@ Every flag of ``experiments/fit.py`` works here too (``--helpfull``); this scrip
 changes the output folder and prints a summary. Re-running resumes from the checkpoints in
 ``outputs/demo/checkpoints`` (pass ``--overwrite`` to start over; a changed configuration is refused without it).
 
-Measured (2026-12-04, default FitConfig: 300 steps, 2000 Gaussians, 4 frames per step,
-tile capacity 128) on a 2-core machine: 45 s wall (sequence from the cache 0 s, fit 29 s,
-evaluation 9 s, outputs 3 s). Generating the sequence on the first run adds 15-45 s. It
+Measured (2026-12-05, default FitConfig: 200 steps, 2000 Gaussians, 4 frames per step,
+tile capacity 128) on a 2-core machine: 67 s wall (sequence from the cache 0 s, fit 44 s,
+evaluation 15 s, outputs 4 s). Generating the sequence on the first run adds 15-45 s. It
 printed (mm; PSNR / SSIM in the person's bounding box)::
 
   HMR init    MPJPE 77.1, PA-MPJPE 53.4, root 219.8, V2V 247.1
-  refined     MPJPE 28.5, PA-MPJPE 20.7, root  26.2, V2V  33.1   (-63 %, -61 %, -88 %, -87 %)
-  novel view 24.00 dB / 0.750, novel pose 26.18 dB / 0.823, training view 28.03 dB / 0.855
+  refined     MPJPE 25.8, PA-MPJPE 19.7, root  16.6, V2V  31.7   (-67 %, -63 %, -92 %, -87 %)
+  novel view 23.92 dB / 0.743, novel pose 26.91 dB / 0.841, training view 27.61 dB / 0.842
 
 (LPIPS is reported only where the ``lpips`` package and its weights are installed.)
 """

@@ -40,17 +40,19 @@ from hsjax.report import figures  # pylint: disable=g-import-not-at-top,wrong-im
 
 common.init_jax()
 
-# Variant name -> the fields changed from the fast preset, or the name of a preset. The shape
-# settings are explicit: the variants keep the meaning they had when the quality preset was
-# chosen, before the fast preset refined the shape.
-_SHAPE_FIXED = {"train_betas": False}
+# Variant name -> the fields changed from the fast preset, or the name of a preset. The shape,
+# warm-up and pose/CAMEL weights are explicit: the variants keep the meaning they had when the
+# quality preset was chosen (300-step fast preset, shape fixed, the former weights).
+_AS_CHOSEN = {"warmup_steps": 50, "loss_weights": fit.FORMER_POSE_WEIGHTS}
+_SHAPE_FIXED = {"train_betas": False, **_AS_CHOSEN}
 VARIANTS: dict[str, dict | str] = {
     "fast": "fast",
-    "full_res": {"downsample": 1, **_SHAPE_FIXED},
+    "full_res": {"downsample": 1, "steps": 300, **_SHAPE_FIXED},
     "full_res_600": {"downsample": 1, "steps": 600, **_SHAPE_FIXED},
-    "full_res_600_betas": {"downsample": 1, "steps": 600, "train_betas": True, "lr_betas": 1e-3},
+    "full_res_600_betas": {"downsample": 1, "steps": 600, "train_betas": True, "lr_betas": 1e-3,
+                           **_AS_CHOSEN},
     "full_res_600_betas_003": {"downsample": 1, "steps": 600, "train_betas": True,
-                               "lr_betas": 0.03},
+                               "lr_betas": 0.03, **_AS_CHOSEN},
     "full_res_1200": {"downsample": 1, "steps": 1200, **_SHAPE_FIXED},
     "quality": "quality",
 }

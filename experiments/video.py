@@ -87,8 +87,8 @@ def main(argv):
   weights = dict(video.VIDEO_LOSS_WEIGHTS)
   if _KEYPOINTS_WEIGHT.value >= 0:
     weights["keypoints_2d"] = _KEYPOINTS_WEIGHT.value
-  base = common.fit_config(_FIT, body_model=_BODY_MODEL.value)
-  weights.update(dict(base.loss_weights))  # --losses wins over the video defaults
+  if _FIT.losses.present:  # --losses wins over the video's weights (and a preset's)
+    weights.update(dict(common.parse_losses(_FIT.losses.value)))
   config = common.fit_config(_FIT, body_model=_BODY_MODEL.value,
                              loss_weights=tuple(weights.items()), **video_fit_overrides(_FIT))
   run_dir = _OUT.output_dir.value

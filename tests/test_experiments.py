@@ -183,8 +183,10 @@ def test_preset_flag_sets_the_preset_and_given_flags_override_it():
   assert mixed == json.loads(fit.preset(
       "quality", steps=40, warmup_steps=min(quality.warmup_steps, 40),
       densify_from=min(quality.densify_from, 40), densify_until=min(quality.densify_until, 40),
-      train_global_orient=False, train_body_pose=False, loss_weights=(("depth", 0.0),)
+      train_global_orient=False, train_body_pose=False,
+      loss_weights=(*quality.loss_weights, ("depth", 0.0)),  # --losses adds to the preset's
   ).to_json())
+  assert dict(mixed["loss_weights"])["pose_prior"] == dict(quality.loss_weights)["pose_prior"]
   # A flag given with the fast preset's value (its listed default) still overrides.
   assert same_as_fast["downsample"] == fast.downsample != quality.downsample
 
@@ -224,7 +226,7 @@ def test_ablate_rows_set_the_weights_and_rates_they_name():
       [("--losses=rgb:0.5",)])
   weights = {k: dict(c["loss_weights"]) for k, c in configs.items()}
   assert weights["camel_full"]["camel_coverage"] == 10.0  # off by default: ON_WEIGHTS
-  assert weights["camel_full"]["camel_point_to_mesh"] == 10.0  # on by default: kept
+  assert weights["camel_full"]["camel_point_to_mesh"] == 30.0  # on by default: kept
   assert weights["depth_3d"] == {"depth_relative": 0.0, "rgb": 0.5}  # the rest: defaults
   assert dict(configs["centre_lr_3dgs"]["avatar_lrs"])["means"] == 1.6e-4
   assert dict(configs["depth_3d"]["avatar_lrs"])["means"] == 1.6e-3

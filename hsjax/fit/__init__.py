@@ -68,6 +68,7 @@ name without one hiding the other.
 import sys
 import types
 
+from hsjax.fit.config import FORMER_POSE_WEIGHTS
 from hsjax.fit.config import FitConfig
 from hsjax.fit.config import PRESETS
 from hsjax.fit.config import preset
@@ -90,6 +91,7 @@ from hsjax.fit.step import step_frames
 from hsjax.fit.step import train_step
 
 __all__ = [
+    "FORMER_POSE_WEIGHTS",
     "FitConfig",
     "FitData",
     "FitDivergedError",

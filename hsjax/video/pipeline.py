@@ -39,8 +39,10 @@ DEFAULT_DIAGONAL_FOV_DEG = 2.0 * math.degrees(math.atan(0.5))
 # directions, the 2D landmarks (~7 px off) mostly pull the body away from the silhouette, so
 # they get a light weight. The pose prior stays at 0.001 (`--pose_prior_weight=0.1` gave
 # +1.9 / +3.4 % at 300 steps; the library's 1, chosen for HMR starts, held an earlier, poorer
-# landmark start in place).
-VIDEO_LOSS_WEIGHTS = (("keypoints_2d", 0.1), ("pose_prior", 0.001))
+# landmark start in place). Joint smoothness and CAMEL point-to-mesh stay at the weights these
+# were chosen with (the library's until 2026-12-05, hsjax.fit.config.FORMER_POSE_WEIGHTS).
+VIDEO_LOSS_WEIGHTS = (("keypoints_2d", 0.1), ("pose_prior", 0.001), ("smooth_joints", 10.0),
+                      ("camel_point_to_mesh", 10.0))
 # A video fit's schedule (steps, warm-up), chosen above; --steps or --preset replace it.
 VIDEO_SCHEDULE = (600, 100)
 # Whether a video fit refines the shape of the landmark initialisation (FitConfig.train_betas;
