@@ -57,8 +57,8 @@ from hsjax.losses.pose import smooth_transl
 # suite"), and there too, with the 200-step schedule, the pose prior 0.3, joint smoothness 3
 # and CAMEL point-to-mesh 30 (formerly 1, 10 and 10: hsjax.fit.config.FORMER_POSE_WEIGHTS,
 # which the quality preset and the video fit keep); the other CAMEL settings on the default
-# synthetic sequence (`experiments/ablate.py
-# --grid=camel_sweep`, docs/results/camel_sweep_unidepth.md), the others there too
+# synthetic sequence (`experiments/ablate.py --grid=camel_sweep`,
+# docs/results/camel_sweep_unidepth.md), the others there too
 # (BENCHMARKS.md, Fitting). A weight of 0 keeps the term listed (so `--losses=name:w` can
 # switch it on) but does not evaluate it.
 DEFAULT_LOSSES: dict[str, tuple[Weight, Term]] = {

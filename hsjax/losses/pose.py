@@ -67,10 +67,10 @@ def betas_population_prior(render, frame, params, ctx) -> jax.Array:
   """Mean squared shape coefficient: SMPLify's prior towards the population's mean body.
 
   SMPL's betas are whitened over its training scans (~N(0, I)), so this is proportional to
-  the shape's negative log-likelihood up to a constant. Unlike :func:`betas_prior` it does not trust
-  HMR's shape, whose size on the suite's dev split is further from the truth than the mean
-  body's. Off by default: it helps articulation but costs novel-pose PSNR (BENCHMARKS.md, "A
-  second scale cue").
+  the shape's negative log-likelihood up to a constant. Unlike :func:`betas_prior` it does
+  not trust HMR's shape, whose size on the suite's dev split is further from the truth than
+  the mean body's. Off by default: it helps articulation but costs novel-pose PSNR
+  (BENCHMARKS.md, "A second scale cue").
   """
   del render, frame, ctx
   return jnp.mean(params.poses.betas ** 2)
