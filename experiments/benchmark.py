@@ -272,13 +272,11 @@ def main(argv):
   t0 = time.perf_counter()
   overrides = {k: v for k, v in (("num_frames", _NUM_FRAMES.value),
                                   ("image_size", _IMAGE_SIZE.value)) if v}
-  if _HEADLINE_DEPTH.value:
-    headline_depth = {"depth": _HEADLINE_DEPTH.value}
-    sequences = [e.load(body_model=body_model, **overrides,
-                        **(headline_depth if e.depth == "unidepth_like" else {}))
-                 for e in entries]
-  else:
-    sequences = [e.load(body_model=body_model, **overrides) for e in entries]
+  def depth_swap(entry) -> dict:  # --headline_depth replaces the headline sequences' depth
+    swap = _HEADLINE_DEPTH.value and entry.depth == "unidepth_like"
+    return {"depth": _HEADLINE_DEPTH.value} if swap else {}
+
+  sequences = [e.load(body_model=body_model, **overrides, **depth_swap(e)) for e in entries]
   data_s = time.perf_counter() - t0
   print(f"{len(sequences)} sequences ready in {data_s:.0f} s", flush=True)
   joint, joint_s = fit_group(entries, sequences, config, body_model, "joint")

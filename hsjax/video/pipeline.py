@@ -17,6 +17,7 @@ from hsjax import body as body_lib
 from hsjax.camera import Camera
 from hsjax.camera import intrinsics
 from hsjax.data.sequence import Sequence
+from hsjax.fit.config import FORMER_POSE_WEIGHTS
 from hsjax.video import correspondence
 from hsjax.video import init as init_lib
 from hsjax.video.observations import Observations
@@ -40,9 +41,9 @@ DEFAULT_DIAGONAL_FOV_DEG = 2.0 * math.degrees(math.atan(0.5))
 # they get a light weight. The pose prior stays at 0.001 (`--pose_prior_weight=0.1` gave
 # +1.9 / +3.4 % at 300 steps; the library's 1, chosen for HMR starts, held an earlier, poorer
 # landmark start in place). Joint smoothness and CAMEL point-to-mesh stay at the weights these
-# were chosen with (the library's until 2026-12-05, hsjax.fit.config.FORMER_POSE_WEIGHTS).
-VIDEO_LOSS_WEIGHTS = (("keypoints_2d", 0.1), ("pose_prior", 0.001), ("smooth_joints", 10.0),
-                      ("camel_point_to_mesh", 10.0))
+# were chosen with (the library's until 2026-12-05).
+VIDEO_LOSS_WEIGHTS = tuple({**dict(FORMER_POSE_WEIGHTS), "keypoints_2d": 0.1,
+                            "pose_prior": 0.001}.items())
 # A video fit's schedule (steps, warm-up), chosen above; --steps or --preset replace it.
 VIDEO_SCHEDULE = (600, 100)
 # Whether a video fit refines the shape of the landmark initialisation (FitConfig.train_betas;
