@@ -302,6 +302,43 @@ def test_mediapipe_observes_a_rendered_person():
   assert not none.detected.any() and np.all(none.landmarks == 0)
 
 
+REAL_CLIP = os.path.join(os.path.dirname(__file__), "data", "real_video", "balance.mp4")
+
+
+# ffmpeg's subprocess forks a process in which JAX (started by earlier tests) runs threads;
+# the child execs ffmpeg at once, so JAX's fork warning does not apply.
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.skipif(not MEDIAPIPE_OK, reason=MEDIAPIPE_REASON)
+def test_real_clip_observed_and_initialised():
+  """A camera-recorded clip (tests/data/real_video): one person found in every frame, and a
+  landmark initialisation that reprojects onto the landmarks with a body of human size."""
+  clip = video.read_video(REAL_CLIP, stride=2, long_side=512)
+  assert clip.frames.shape == (50, 512, 288, 3)
+  obs = video.MediaPipeObserver().observe(clip.frames)
+  assert video.usable_frames(obs).all()
+  area = obs.masks.reshape(len(obs), -1).mean(-1)
+  assert np.all((area > 0.02) & (area < 0.2)), area  # the person, not the lab around them
+  h, w = clip.frames.shape[1:3]
+  cams = video.video_cameras(w, h, len(obs), focal=video.focal_from_fov(
+      w, h, video.DEFAULT_DIAGONAL_FOV_DEG))
+  body_model = body_lib.load_body_model("default")
+  init, keypoints, _ = video.initialise(body_model, obs, cams)
+  assert all(np.all(np.isfinite(x)) for x in jax.tree_util.tree_leaves(init))
+  out = body_lib.body_forward(body_model, jnp.broadcast_to(init.betas, (len(obs), 10)),
+                              init.body_pose, init.global_orient, init.transl)
+  joints = np.asarray(out.joints)
+  uvw = np.einsum("tij,tkj->tki", np.asarray(cams.K), joints)
+  error = np.linalg.norm(uvw[..., :2] / uvw[..., 2:] - keypoints[..., :2], axis=-1)
+  assert np.median(error[keypoints[..., 2] > 0.5]) < 3.0  # px at 512 px (measured 1.4)
+  rest = body_lib.body_forward(body_model, jnp.asarray(init.betas)[None],
+                               jnp.zeros((1, 23, 3)), jnp.zeros((1, 3)), jnp.zeros((1, 3)))
+  height = float(np.ptp(np.asarray(rest.vertices)[0, :, 1]))
+  assert 1.45 < height < 2.05, height
+  assert np.all((joints[:, 0, 2] > 1.5) & (joints[:, 0, 2] < 10.0))  # in front of the camera
+  assert np.max(np.linalg.norm(np.diff(joints[:, 0], axis=0), axis=-1)) < 0.1  # m per frame
+
+
 # ------------------------------------------------------------------------------------------
 # Bad input: several people, a person partly out of frame, a clip shorter than the batch.
 

@@ -71,6 +71,7 @@ def read_video(path: str, *, stride: int = 1, start: int = 0, end: int | None = 
   except Exception as e:  # imageio raises OSError, RuntimeError or ValueError by version.
     raise ValueError(f"{path}: not a readable video ({type(e).__name__}: "
                      f"{str(e).splitlines()[0] if str(e) else 'no detail'})") from e
+  process = _ffmpeg_process(reader)  # before the frame generator can finish and drop it
   frames, indices = [], []
   try:
     meta = reader.get_meta_data()
@@ -96,7 +97,7 @@ def read_video(path: str, *, stride: int = 1, start: int = 0, end: int | None = 
         raise ValueError(f"{path}: not a readable video ({type(e).__name__}: {e})") from e
       # A truncated file: keep what was decoded.
   finally:
-    _close_reader(reader)
+    _close_reader(reader, process)
   if not frames:
     raise ValueError(f"{path}: no frame in the chosen range (start={start}, end={end}, "
                      f"stride={stride}); the file may be empty")
@@ -104,15 +105,19 @@ def read_video(path: str, *, stride: int = 1, start: int = 0, end: int | None = 
                      fps=fps / stride, source_size=source_size, path=path)
 
 
-def _close_reader(reader) -> None:
+def _ffmpeg_process(reader):
+  """The ffmpeg process of an imageio reader (a local of its running frame generator)."""
+  frame = getattr(getattr(reader, "_read_gen", None), "gi_frame", None)
+  return frame.f_locals.get("process") if frame is not None else None
+
+
+def _close_reader(reader, process) -> None:
   """Closes an imageio ffmpeg reader, and ffmpeg's pipes with it.
 
   imageio-ffmpeg closes the pipes only when it has to stop a running ffmpeg; those of one that
-  already exited would be left to the garbage collector, which warns about them at some random
-  later point. They are closed here.
+  already exited (a file read to its end) would be left to the garbage collector, which warns
+  about them at some random later point. They are closed here.
   """
-  frame = getattr(getattr(reader, "_read_gen", None), "gi_frame", None)
-  process = frame.f_locals.get("process") if frame is not None else None
   reader.close()
   for pipe in (getattr(process, "stdin", None), getattr(process, "stdout", None)):
     if pipe is not None and not pipe.closed:
