@@ -55,6 +55,10 @@ VARIANTS: dict[str, dict | str] = {
                                "lr_betas": 0.03, **_AS_CHOSEN},
     "full_res_1200": {"downsample": 1, "steps": 1200, **_SHAPE_FIXED},
     "quality": "quality",
+    # The fast preset's pose and CAMEL weights since 2026-12-05 (DEFAULT_LOSSES), warm-up a
+    # sixth of the fit: the candidates of the preset's second choice.
+    "full_res_400_new_weights": {"downsample": 1, "steps": 400, "warmup_steps": 66},
+    "full_res_600_new_weights": {"downsample": 1, "steps": 600, "warmup_steps": 100},
 }
 # The variants the dev sweep compares (the quality preset is chosen among them).
 DEV_VARIANTS = ("fast", "full_res", "full_res_600", "full_res_600_betas", "full_res_1200")

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hsjax import rotations
+from hsjax import rotations_np
 from hsjax import smpl_pickle
 
 NUM_JOINTS = 24
@@ -571,3 +572,21 @@ def vertex_normals(vertices: jax.Array, faces: jax.Array) -> jax.Array:
     normals = normals.at[..., faces[:, k], :].add(face_normals)
   norm = jnp.sqrt(jnp.sum(normals * normals, -1, keepdims=True) + 1e-20)
   return normals / norm
+
+
+def transform_params(body_model: BodyModel, params: SMPLParams,
+                     transform: np.ndarray) -> SMPLParams:
+  """SMPL parameters expressed in another frame: ``p' = R p + t`` for ``transform [4, 4]``
+  (or [T, 4, 4]); the root rotates about the pelvis joint, so ``transl`` absorbs the pivot."""
+  betas = np.asarray(params.betas, np.float32)
+  t_frames = np.asarray(params.global_orient).shape[0]
+  m = np.broadcast_to(np.asarray(transform, np.float64), (t_frames, 4, 4))
+  rot, tr = m[:, :3, :3], m[:, :3, 3]
+  j0 = np.asarray(rest_joints_from_betas(body_model, jnp.asarray(betas)))[0]
+  go = rotations_np.axis_angle_to_matrix(np.asarray(params.global_orient, np.float64))
+  new_go = rotations_np.matrix_to_axis_angle(rot @ go)
+  pelvis = np.asarray(params.transl, np.float64) + j0
+  new_transl = np.einsum("tij,tj->ti", rot, pelvis) + tr - j0
+  return SMPLParams(betas=betas, body_pose=np.asarray(params.body_pose, np.float32),
+                    global_orient=new_go.astype(np.float32),
+                    transl=new_transl.astype(np.float32))

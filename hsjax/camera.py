@@ -58,6 +58,15 @@ def intrinsics(focal: float, width: int, height: int, fy: float | None = None) -
       [[focal, 0.0, width / 2.0], [0.0, fy, height / 2.0], [0.0, 0.0, 1.0]], np.float32)
 
 
+def image_up_sign(world_to_cam) -> float:
+  """+1.0 when a camera's image up (its -y axis) points along the world's +y, else -1.0.
+
+  hsjax's worlds are +y up (SMPL, the synthetic sequences, imported datasets), except a video
+  fit's, which is the camera's own OpenCV frame (y down): this tells the two apart.
+  """
+  return 1.0 if float(np.asarray(world_to_cam)[1, 1]) <= 0.0 else -1.0
+
+
 def look_at(eye, target, up=(0.0, 1.0, 0.0)) -> np.ndarray:
   """[4, 4] OpenCV ``world_to_cam`` for a camera at ``eye`` [3] looking at ``target`` [3].
 

@@ -162,6 +162,25 @@ def test_orbit_cameras_look_at_targets():
   assert c2[2] - targets[2, 2] == pytest.approx(-3.0, abs=1e-4)
 
 
+@pytest.mark.parametrize("up", ["+y", "-y"])
+def test_orbit_cameras_keep_the_world_vertical_up_in_the_image(up):
+  """A video fit's world is an OpenCV camera's frame (-y up): its orbit must not turn over."""
+  sign = 1.0 if up == "+y" else -1.0
+  targets = np.array([[0.0, sign * 1.0, 4.0]] * 4)
+  k = np.array([[100.0, 0, 32], [0, 100.0, 24], [0, 0, 1]], np.float32)
+  cams = video_lib.orbit_cameras(targets, k, 64, 48, distance=3.0, camera_height=1.0, up=up)
+  above = targets[0] + np.array([0.0, sign * 0.5, 0.0])  # half a metre higher
+  for i in range(4):
+    cam = jax.tree_util.tree_map(lambda x, i=i: x[i], cams)
+    uv, _ = project_points(cam, above)
+    assert float(uv[1]) < 24.0  # above the image centre
+    assert np.asarray(cam.center)[1] == pytest.approx(sign * 1.0, abs=1e-5)
+  c0 = np.asarray(jax.tree_util.tree_map(lambda x: x[0], cams).center)
+  assert c0[2] - targets[0, 2] == pytest.approx(sign * 3.0, abs=1e-4)  # -y: the camera's side
+  with pytest.raises(ValueError, match="up must be"):
+    video_lib.orbit_cameras(targets, k, 64, 48, distance=3.0, camera_height=1.0, up="z")
+
+
 def test_write_video_frames_and_padding(tmp_path):
   frames = [np.full((30, 40, 3), i / 10.0, np.float32) for i in range(7)]
   path = str(tmp_path / "v.mp4")

@@ -5,6 +5,7 @@ The page itself is tested in a real browser in ``test_viewer_browser.py``.
 
 import json
 import os
+import types
 
 import jax
 import jax.numpy as jnp
@@ -166,3 +167,32 @@ def test_viewer_size_300_frames_50k_gaussians(body_model, tmp_path):
   size = viewer.folder_size(out)
   assert size < MAX_VIEWER_BYTES, size
   assert viewer.folder_size(out, exclude=()) > size + 4_000_000  # lib/ is left out
+
+
+@pytest.mark.parametrize("video_world", [False, True])
+def test_run_viewer_stands_the_body_up_as_the_camera_sees_it(body_model, monkeypatch,
+                                                             video_world):
+  """A video fit's world is the camera's frame (y down): the viewer turns the scene so that
+  +y is up (the browser orbits about +y), and the first view still sees what the camera saw."""
+  stand = np.array([np.pi, 0.0, 0.0], np.float32) if video_world else np.zeros(3, np.float32)
+  w2c = (np.eye(4, dtype=np.float32) if video_world else look_at([0, 1.0, 4.0], [0, 0, 0]))
+  poses = body_lib.SMPLParams(betas=np.zeros(body_model.num_betas, np.float32),
+                              body_pose=np.zeros((2, 23, 3), np.float32),
+                              global_orient=np.stack([stand] * 2),
+                              transl=np.array([[0.1, 0.2, 4.0]] * 2, np.float32))
+  cams = Camera(K=np.broadcast_to(np.array([[200, 0, 64], [0, 200, 48], [0, 0, 1]],
+                                           np.float32), (2, 3, 3)),
+                world_to_cam=np.stack([w2c] * 2), width=128, height=96)
+  sequence = types.SimpleNamespace(cameras=cams, hmr=poses, fps=30.0)
+  captured = {}
+  monkeypatch.setattr(viewer, "write_viewer", lambda out, **kw: captured.update(kw))
+  viewer.write_run_viewer("unused", body_model=body_model, sequence=sequence, avatar=None,
+                          poses=poses, with_frames=False, measure=False)
+  shown, _ = captured["motions"]["refined"]
+  _, joints_before = body_lib.pose_frames_host(body_model, poses)
+  _, joints_after = body_lib.pose_frames_host(body_model, shown)
+  assert np.all(joints_after[:, 15, 1] > joints_after[:, 0, 1] + 0.3)  # head above pelvis
+  cam0 = jax.tree_util.tree_map(lambda x: x[0], cams)
+  uv_before, _ = project_points(cam0, jnp.asarray(joints_before[0]))
+  uv_after, _ = project_points(captured["camera"], jnp.asarray(joints_after[0]))
+  np.testing.assert_allclose(np.asarray(uv_after), np.asarray(uv_before), atol=1e-2)

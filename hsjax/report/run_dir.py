@@ -30,6 +30,7 @@ from hsjax import avatar as avatar_lib
 from hsjax import body as body_lib
 from hsjax import evaluation
 from hsjax.camera import Camera
+from hsjax.camera import image_up_sign
 from hsjax.io.avatar_npz import save_avatar
 from hsjax.io.ply import save_avatar_ply
 from hsjax.io.smpl_npz import save_smpl_npz
@@ -135,11 +136,13 @@ def write_run(run_dir: str, *, body_model: body_lib.BodyModel, sequence,
     write_video(path("train_view.mp4"), train, sequence.fps)
     cams = sequence.cameras
     k0 = np.asarray(cams.K[0])
-    centre = np.asarray(cams.cam_to_world[0][:3, 3])
+    centre = np.asarray(cams.cam_to_world[0])[:3, 3]
     distance = float(np.linalg.norm((centre - pelvis[0])[[0, 2]]))
+    sign = image_up_sign(cams.world_to_cam[0])  # -1: a video fit's world (the camera's frame)
+    up, height = ("+y" if sign > 0 else "-y"), sign * float(centre[1])
     idx = np.arange(orbit_frames) % num_frames
     orbit = orbit_cameras(pelvis[idx], k0, cams.width, cams.height, distance=max(distance, 1.0),
-                          camera_height=float(centre[1]))
+                          camera_height=height, up=up)
     orbit_poses = body_lib.SMPLParams(betas=np.asarray(poses.betas),
                                       body_pose=np.asarray(poses.body_pose)[idx],
                                       global_orient=np.asarray(poses.global_orient)[idx],

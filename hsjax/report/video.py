@@ -46,22 +46,27 @@ def write_video(path: str, frames, fps: float) -> None:
 
 def orbit_cameras(targets: np.ndarray, k: np.ndarray, width: int, height: int, *,
                   distance: float, camera_height: float, start_azimuth_deg: float = 0.0,
-                  turns: float = 1.0) -> Camera:
+                  turns: float = 1.0, up: str = "+y") -> Camera:
   """Cameras circling a moving target: [F, 3] look-at points -> Camera with F frames.
 
-  Frame ``i`` sits at azimuth ``start + 360 turns i / F`` degrees about the vertical (+y)
-  axis through ``targets[i]``, ``distance`` metres away horizontally, at height
-  ``camera_height`` (world y), looking at ``targets[i]``. Azimuth 0 is in front of a body
-  facing +z.
+  Frame ``i`` sits at azimuth ``start + 360 turns i / F`` degrees about the vertical axis
+  through ``targets[i]``, ``distance`` metres away horizontally, at height ``camera_height``
+  along the vertical, looking at ``targets[i]``. The vertical is ``up``: ``"+y"`` (SMPL's
+  and the synthetic sequences' world; azimuth 0 is in front of a body facing +z) or ``"-y"``
+  (an OpenCV camera's own frame, the world of a video fit; azimuth 0 is on the camera's side
+  of the target, towards -z).
   """
+  if up not in ("+y", "-y"):
+    raise ValueError(f"orbit_cameras: up must be '+y' or '-y', found {up!r}")
+  sign = 1.0 if up == "+y" else -1.0
   targets = np.asarray(targets, np.float64)
   n = len(targets)
   w2c = []
   for i, target in enumerate(targets):
     a = np.deg2rad(start_azimuth_deg + 360.0 * turns * i / n)
-    eye = np.array([target[0] + distance * np.sin(a), camera_height,
-                    target[2] + distance * np.cos(a)])
-    w2c.append(look_at(eye, target))
+    eye = np.array([target[0] + distance * np.sin(a), sign * camera_height,
+                    target[2] + sign * distance * np.cos(a)])
+    w2c.append(look_at(eye, target, up=(0.0, sign, 0.0)))
   k = np.broadcast_to(np.asarray(k, np.float32), (n, 3, 3))
   return Camera(K=np.array(k), world_to_cam=np.stack(w2c).astype(np.float32), width=width,
                 height=height)

@@ -51,6 +51,7 @@ import numpy as np
 from hsjax import avatar as avatar_lib
 from hsjax import body as body_lib
 from hsjax.camera import Camera
+from hsjax.camera import image_up_sign
 from hsjax.gaussians import Gaussians
 from hsjax.io.ply import save_ply
 from hsjax.report.figures import to_uint8
@@ -466,6 +467,15 @@ def write_run_viewer(run_dir: str, *, body_model: body_lib.BodyModel, sequence,
   hmr = body_lib.SMPLParams(betas=betas, body_pose=np.asarray(sequence.hmr.body_pose),
                             global_orient=np.asarray(sequence.hmr.global_orient),
                             transl=np.asarray(sequence.hmr.transl))
+  cams = sequence.cameras
+  world_to_cam = np.asarray(cams.world_to_cam[0], np.float64)
+  if image_up_sign(world_to_cam) < 0:
+    # A video fit's world is the camera's own frame (y down): the browser's orbit turns about
+    # +y and the shipped clips stand on a +y-up floor, so the scene turns half a turn about x.
+    half_turn = np.diag([1.0, -1.0, -1.0, 1.0])
+    refined = body_lib.transform_params(body_model, refined, half_turn)
+    hmr = body_lib.transform_params(body_model, hmr, half_turn)
+    world_to_cam = world_to_cam @ half_turn
   motions = {"refined": (refined, float(sequence.fps)), "hmr": (hmr, float(sequence.fps))}
   if extra_motions:
     verts, joints = body_lib.pose_frames_host(body_model, refined)
@@ -477,8 +487,7 @@ def write_run_viewer(run_dir: str, *, body_model: body_lib.BodyModel, sequence,
           betas=betas, body_pose=np.asarray(clip.body_pose, np.float32),
           global_orient=np.asarray(clip.global_orient, np.float32), transl=transl),
                        float(clip.fps))
-  cams = sequence.cameras
-  camera = Camera(K=np.asarray(cams.K[0]), world_to_cam=np.asarray(cams.world_to_cam[0]),
+  camera = Camera(K=np.asarray(cams.K[0]), world_to_cam=world_to_cam.astype(np.float32),
                   width=cams.width, height=cams.height)
   # Frames may be lazy (loaded from disk on access): one at a time.
   frames = (np.stack([np.asarray(sequence.images[t]) for t in range(len(sequence))])

@@ -9,6 +9,7 @@ input and :data:`VIDEO_LOSS_WEIGHTS` for the fit's config. ``experiments/video.p
 all.
 """
 
+from hsjax.body import transform_params
 from hsjax.video.correspondence import CALIBRATED_WEIGHTS
 from hsjax.video.correspondence import NAIVE_WEIGHTS
 from hsjax.video.correspondence import smpl_keypoints
@@ -17,7 +18,6 @@ from hsjax.video.decode import VideoFrames
 from hsjax.video.decode import read_video
 from hsjax.video.init import InitConfig
 from hsjax.video.init import fit_landmarks
-from hsjax.video.init import transform_params
 from hsjax.video.mediapipe_observer import MediaPipeObserver
 from hsjax.video.mediapipe_observer import mediapipe_available
 from hsjax.video.observations import LANDMARK_NAMES

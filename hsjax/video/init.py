@@ -256,21 +256,3 @@ def fit_landmarks(body_model: body_lib.BodyModel, keypoints: np.ndarray, world: 
   report = {"loss": np.concatenate([np.asarray(loss_root), np.asarray(loss_all)]).tolist(),
             "terms": {k: float(v) for k, v in terms.items()}}
   return out, report
-
-
-def transform_params(body_model: body_lib.BodyModel, params: body_lib.SMPLParams,
-                     transform: np.ndarray) -> body_lib.SMPLParams:
-  """SMPL parameters expressed in another frame: ``p' = R p + t`` for ``transform [4, 4]``
-  (or [T, 4, 4]); the root rotates about the pelvis joint, so ``transl`` absorbs the pivot."""
-  betas = np.asarray(params.betas, np.float32)
-  t_frames = np.asarray(params.global_orient).shape[0]
-  m = np.broadcast_to(np.asarray(transform, np.float64), (t_frames, 4, 4))
-  rot, tr = m[:, :3, :3], m[:, :3, 3]
-  j0 = np.asarray(body_lib.rest_joints_from_betas(body_model, jnp.asarray(betas)))[0]
-  go = rotations_np.axis_angle_to_matrix(np.asarray(params.global_orient, np.float64))
-  new_go = rotations_np.matrix_to_axis_angle(rot @ go)
-  pelvis = np.asarray(params.transl, np.float64) + j0
-  new_transl = np.einsum("tij,tj->ti", rot, pelvis) + tr - j0
-  return body_lib.SMPLParams(betas=betas, body_pose=np.asarray(params.body_pose, np.float32),
-                             global_orient=new_go.astype(np.float32),
-                             transl=new_transl.astype(np.float32))
