@@ -687,9 +687,13 @@ def load_run(run_dir: str):
       raise InputError(f"{run_dir}: incomplete run directory, {name} is missing")
   fit_config = config.get("fit_config", {})
   body_model = load_body_model(fit_config.get("body_model", "default"))
-  if "sequence" not in config:
-    raise InputError(f"{run_dir}/config.json: no 'sequence' entry; found {sorted(config)}")
-  sequence = load_sequence(config["sequence"], body_model=body_model)
+  if "video" in config:
+    sequence = load_video_run_sequence(run_dir, config["video"])
+  elif "sequence" in config:
+    sequence = load_sequence(config["sequence"], body_model=body_model)
+  else:
+    raise InputError(f"{run_dir}/config.json: no 'sequence' or 'video' entry; found "
+                     f"{sorted(config)}")
   try:
     avatar = io_lib.load_avatar(os.path.join(run_dir, "avatar.npz"))
     poses = io_lib.load_smpl_npz(os.path.join(run_dir, "smpl_refined.npz"))
@@ -699,6 +703,49 @@ def load_run(run_dir: str):
     raise InputError(f"{run_dir}/smpl_refined.npz: {poses.body_pose.shape[0]} frames, the "
                      f"sequence {len(sequence)}")
   return config, body_model, sequence, avatar, poses
+
+
+def load_video_run_sequence(run_dir: str, video_entry: dict[str, Any]):
+  """The fitted sequence of an ``experiments/video.py`` run, rebuilt from its directory.
+
+  The frames are decoded again from the video with the run's settings; the observations,
+  the landmark initialisation and the focal length are the run's own (``observations.npz``,
+  ``smpl_init.npz``, ``video.json``), so nothing is detected or fitted again.
+
+  Raises:
+    InputError: the video is no longer at its recorded path, a file of the run is missing, or
+      the video now decodes to other frames than the run observed.
+  """
+  from hsjax import io as io_lib  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax import video  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  for name in ("observations.npz", "smpl_init.npz", "video.json"):
+    if not os.path.exists(os.path.join(run_dir, name)):
+      raise InputError(f"{run_dir}: incomplete video run directory, {name} is missing")
+  path = video_entry["path"]
+  end = video_entry.get("end", -1)
+  try:
+    clip = video.read_video(path, stride=video_entry["stride"], start=video_entry["start"],
+                            end=None if end < 0 else end, max_frames=video_entry["max_frames"],
+                            long_side=video_entry["long_side"])
+  except (FileNotFoundError, ValueError) as e:
+    raise InputError(f"{run_dir}: the run's video cannot be read again ({e}); its frames are "
+                     "needed to rebuild the sequence") from e
+  obs = video.load_observations(os.path.join(run_dir, "observations.npz"))
+  if obs.frame_indices.tolist() != clip.source_indices.tolist():
+    raise InputError(f"{path}: decodes to frames {clip.source_indices[0]}-"
+                     f"{clip.source_indices[-1]} ({len(clip)}), the run observed "
+                     f"{obs.frame_indices[0]}-{obs.frame_indices[-1]} ({len(obs)}); the file "
+                     "has changed since the run")
+  with open(os.path.join(run_dir, "video.json")) as f:
+    focal = float(json.load(f)["focal"])
+  h, w = clip.frames.shape[1:3]
+  cams = video.video_cameras(w, h, len(clip), focal=focal)
+  keep = video.usable_frames(obs)
+  keypoints = video.smpl_keypoints(obs.select(keep).landmarks)
+  init = io_lib.load_smpl_npz(os.path.join(run_dir, "smpl_init.npz"))
+  sequence, _ = video.build_sequence(os.path.basename(path), clip.frames, obs, cams, init,
+                                     keypoints, fps=clip.fps)
+  return sequence
 
 
 def write_viewer(run_dir: str, sequence, body_model) -> None:

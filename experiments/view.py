@@ -29,7 +29,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # pylint: disable=g-import-not-at-top,wrong-import-position  # experiments/common.py
 
 common.init_jax()
-_RUN_DIR = flags.DEFINE_string("run_dir", None, "Run directory of fit.py / demo.py.")
+_RUN_DIR = flags.DEFINE_string("run_dir", None, "Run directory of fit.py, demo.py or video.py "
+                               "(a video run decodes its video again from the recorded path).")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "", "Viewer folder (default <run_dir>/viewer).")
 _MOTIONS = flags.DEFINE_list("motions", [], "Extra motions: built-in clip names or motion files "
                              "(.bvh, .npz, DeepMimic .txt/.json), as animate.py --motion.")

@@ -188,6 +188,43 @@ def test_build_sequence_drops_and_lists_frames_without_a_person():
     video.build_sequence("clip", frames, none, cams, init, np.zeros((0, 24, 3)), fps=15.0)
 
 
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
+def test_video_run_directory_gives_back_its_sequence(tmp_path):
+  """experiments/view.py on a video run: the sequence is rebuilt from the run directory (the
+  video decoded again, the cached observations and initialisation), nothing detected again."""
+  sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "experiments"))
+  import common  # pylint: disable=import-outside-toplevel
+  frames = np.zeros((8, 20, 30, 3), np.uint8)
+  frames[..., 1] = (np.arange(8) * 30)[:, None, None]
+  clip = str(tmp_path / "clip.mp4")
+  _write_clip(clip, frames)
+  run = tmp_path / "run"
+  run.mkdir()
+  obs = _observations(detected=[True, False, True, True])  # source frames 0, 2, 4, 6
+  obs.save(str(run / "observations.npz"))
+  model = body_lib.load_body_model("default")
+  init = body_lib.SMPLParams(betas=np.zeros(model.num_betas, np.float32),
+                             body_pose=np.zeros((3, 23, 3), np.float32),
+                             global_orient=np.zeros((3, 3), np.float32),
+                             transl=np.tile(np.float32([0, 0, 3]), (3, 1)))
+  from hsjax import io as io_lib  # pylint: disable=import-outside-toplevel
+  io_lib.save_smpl_npz(str(run / "smpl_init.npz"), init, fps=5.0)
+  (run / "video.json").write_text('{"focal": 40.0}')
+  entry = {"path": clip, "stride": 2, "start": 0, "end": -1, "max_frames": 0, "long_side": 0}
+  seq = common.load_video_run_sequence(str(run), entry)
+  assert len(seq) == 3 and seq.metadata["frame_indices"] == [0, 4, 6]
+  np.testing.assert_allclose(seq.images[1, 0, 0, 1], 120 / 255, atol=0.05)  # source frame 4
+  assert float(seq.cameras.K[0, 0, 0]) == 40.0
+  np.testing.assert_array_equal(seq.hmr.transl, init.transl)
+  with pytest.raises(common.InputError, match="the file has changed since the run"):
+    common.load_video_run_sequence(str(run), {**entry, "stride": 1})
+  with pytest.raises(common.InputError, match="cannot be read again"):
+    common.load_video_run_sequence(str(run), {**entry, "path": str(tmp_path / "moved.mp4")})
+  (run / "video.json").unlink()
+  with pytest.raises(common.InputError, match="video.json is missing"):
+    common.load_video_run_sequence(str(run), entry)
+
+
 def _projected_targets(model, params, k):
   _, joints = body_lib.pose_frames_host(model, params)
   uvw = joints @ k.T
