@@ -27,7 +27,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # pylint: disable=g-import-not-at-top,wrong-import-position  # experiments/common.py
 
 common.init_jax()
-_RUN_DIR = flags.DEFINE_string("run_dir", None, "Run directory written by fit.py / demo.py.")
+_RUN_DIR = flags.DEFINE_string("run_dir", None, "Run directory written by fit.py, demo.py or "
+                               "video.py.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "", "Where to write (default <run_dir>/evaluate).")
 _OVERWRITE = common.define_overwrite_flag()
 _POSES = flags.DEFINE_enum("poses", "refined", ["refined", "hmr"],
