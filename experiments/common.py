@@ -748,6 +748,16 @@ def load_video_run_sequence(run_dir: str, video_entry: dict[str, Any]):
   return sequence
 
 
+def camera_frame_gt(body_model, seq):
+  """``(ground truth, simulated HMR)`` of a synthetic sequence in its (static) training
+  camera's frame: the world of a video fit, where the video front end is scored."""
+  import numpy as np  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax import body as body_lib  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  w2c = np.asarray(seq.cameras.world_to_cam)
+  return (body_lib.transform_params(body_model, seq.gt, w2c),
+          body_lib.transform_params(body_model, seq.hmr, w2c))
+
+
 def write_viewer(run_dir: str, sequence, body_model) -> None:
   """Writes ``<run_dir>/viewer/`` (the browser viewer; see experiments/view.py)."""
   from hsjax import io as io_lib  # pylint: disable=g-import-not-at-top,import-outside-toplevel

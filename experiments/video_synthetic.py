@@ -50,15 +50,6 @@ _BONES_WEIGHT = flags.DEFINE_float("bones_weight", -1.0, "Weight of the world la
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "runs/video_synthetic", "Where results go.")
 
 
-def camera_frame_gt(body_model, seq):
-  """The sequence's ground truth and simulated HMR in its (static) training camera's frame."""
-  from hsjax import video  # pylint: disable=g-import-not-at-top,import-outside-toplevel
-  import numpy as np  # pylint: disable=g-import-not-at-top,import-outside-toplevel
-  w2c = np.asarray(seq.cameras.world_to_cam)
-  return (video.transform_params(body_model, seq.gt, w2c),
-          video.transform_params(body_model, seq.hmr, w2c))
-
-
 def mask_iou(avatar, body_model, poses, sequence, config) -> float:
   import numpy as np  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   from hsjax import evaluation  # pylint: disable=g-import-not-at-top,import-outside-toplevel
@@ -104,7 +95,7 @@ def main(argv):
       init_config = dataclasses.replace(init_config, w_bones=_BONES_WEIGHT.value)
     init, keypoints, _ = video.initialise(body_model, obs, cams, init_config)
     t2 = time.perf_counter()
-    gt_cam, hmr_cam = camera_frame_gt(body_model, seq)
+    gt_cam, hmr_cam = common.camera_frame_gt(body_model, seq)
     keep = video.usable_frames(obs)
 
     def sel(p):
