@@ -225,6 +225,32 @@ def test_video_run_directory_gives_back_its_sequence(tmp_path):
     common.load_video_run_sequence(str(run), entry)
 
 
+def test_agreement_with_observations_is_perfect_on_its_own_render():
+  """Masks rendered from the avatar and keypoints projected from the joints agree exactly;
+  shifting the keypoints by 3 px shows as 3 px."""
+  from hsjax import avatar as avatar_lib  # pylint: disable=import-outside-toplevel
+  from hsjax import evaluation  # pylint: disable=import-outside-toplevel
+  model = body_lib.load_body_model("default")
+  avatar = avatar_lib.init_avatar(jax.random.key(0), model, 800)
+  poses = body_lib.SMPLParams(betas=np.zeros(model.num_betas, np.float32),
+                              body_pose=np.zeros((2, 23, 3), np.float32),
+                              global_orient=np.tile(np.float32([np.pi, 0, 0]), (2, 1)),
+                              transl=np.tile(np.float32([0, 0.2, 3.0]), (2, 1)))
+  cams = video.video_cameras(48, 64, 2, focal=60.0)
+  alpha = evaluation.render_frames(avatar, model, poses, cams)["alpha"]
+  joints, uv = _projected_targets(model, poses, np.asarray(cams.K[0]))
+  assert np.all(joints[..., 2] > 0)
+  seq, _ = video.build_sequence("own", np.zeros((2, 64, 48, 3), np.uint8),
+                                _observations(t=2, h=64, w=48), cams, poses, uv, fps=10.0)
+  seq.masks = np.asarray(alpha > 0.5, np.float32)
+  agreement = video.agreement_with_observations(model, avatar, seq, poses)
+  assert agreement["mask_iou"] == pytest.approx(1.0)
+  assert agreement["keypoint_px_median"] == pytest.approx(0.0, abs=1e-3)
+  seq.keypoints_2d = uv + np.float32([3.0, 0.0, 0.0])
+  shifted = video.agreement_with_observations(model, avatar, seq, poses)
+  assert shifted["keypoint_px_median"] == pytest.approx(3.0, abs=1e-3)
+
+
 def _projected_targets(model, params, k):
   _, joints = body_lib.pose_frames_host(model, params)
   uvw = joints @ k.T

@@ -28,6 +28,7 @@ from hsjax.video.pipeline import DEFAULT_DIAGONAL_FOV_DEG
 from hsjax.video.pipeline import VIDEO_LOSS_WEIGHTS
 from hsjax.video.pipeline import VIDEO_SCHEDULE
 from hsjax.video.pipeline import VIDEO_TRAIN_BETAS
+from hsjax.video.pipeline import agreement_with_observations
 from hsjax.video.pipeline import build_sequence
 from hsjax.video.pipeline import focal_from_fov
 from hsjax.video.pipeline import initialise
@@ -47,6 +48,7 @@ __all__ = [
     "VIDEO_SCHEDULE",
     "VIDEO_TRAIN_BETAS",
     "VideoFrames",
+    "agreement_with_observations",
     "build_sequence",
     "fit_landmarks",
     "focal_from_fov",

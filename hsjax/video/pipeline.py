@@ -18,6 +18,7 @@ from hsjax.camera import Camera
 from hsjax.camera import intrinsics
 from hsjax.data.sequence import Sequence
 from hsjax.fit.config import FORMER_POSE_WEIGHTS
+from hsjax.rendering import DEFAULT_TILE_CAPACITY
 from hsjax.video import correspondence
 from hsjax.video import init as init_lib
 from hsjax.video.observations import Observations
@@ -142,3 +143,41 @@ def build_sequence(name: str, frames: np.ndarray, observations: Observations, ca
   info = {"used": observations.frame_indices[keep].tolist(), "dropped": dropped.tolist(),
           "message": message}
   return seq, info
+
+
+def agreement_with_observations(body_model: body_lib.BodyModel, avatar, sequence: Sequence,
+                                poses: body_lib.SMPLParams, *, backend: str = "auto",
+                                tile_capacity: int = DEFAULT_TILE_CAPACITY) -> dict[str, float]:
+  """How well poses and avatar agree with what the detector saw (a real clip has no truth).
+
+  Args:
+    body_model: the fit's body model.
+    avatar: the fitted avatar.
+    sequence: the video sequence (:func:`build_sequence`: masks and ``keypoints_2d [T, 24,
+      3]`` are the observations).
+    poses: T frames to score (the landmark initialisation or the refined poses).
+    backend, tile_capacity: rendering settings (the fit's).
+
+  Returns:
+    ``{"mask_iou": mean IoU of the avatar's silhouette (alpha > 0.5) with the observed masks,
+    "keypoint_px_median": median distance in pixels of the projected SMPL joints to the
+    mapped landmarks of confidence > 0.5}``.
+  """
+  from hsjax import evaluation  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  renders = evaluation.render_frames(avatar, body_model, poses, sequence.cameras,
+                                     backend=backend, tile_capacity=tile_capacity)
+  alpha = np.asarray(renders["alpha"]) > 0.5
+  masks = np.asarray(sequence.masks) > 0.5
+  union = np.logical_or(alpha, masks).sum(axis=(1, 2))
+  iou = np.logical_and(alpha, masks).sum(axis=(1, 2)) / np.maximum(union, 1)
+  _, joints = body_lib.pose_frames_host(body_model, poses)
+  cams = sequence.cameras
+  cam_points = (np.einsum("tij,tkj->tki", np.asarray(cams.world_to_cam)[:, :3, :3], joints)
+                + np.asarray(cams.world_to_cam)[:, None, :3, 3])
+  uvw = np.einsum("tij,tkj->tki", np.asarray(cams.K), cam_points)
+  uv = uvw[..., :2] / np.maximum(uvw[..., 2:], 1e-6)
+  keypoints = np.asarray(sequence.keypoints_2d)
+  confident = keypoints[..., 2] > 0.5
+  error = np.linalg.norm(uv - keypoints[..., :2], axis=-1)[confident]
+  return {"mask_iou": float(np.mean(iou)),
+          "keypoint_px_median": float(np.median(error)) if error.size else float("nan")}
