@@ -106,10 +106,10 @@ def main(argv):
   parents = np.asarray(body_model.parents)
 
   def root_relative_mpjpe(j, g):
-    return 1000.0 * float(np.mean(np.linalg.norm((j - j[:, :1]) - (g - g[:, :1]), axis=-1)))
+    return float(metrics.mpjpe(jnp.asarray(j), jnp.asarray(g)))
 
   def pa_mpjpe(j, g):
-    return float(jnp.mean(metrics.per_frame_pa_mpjpe(jnp.asarray(j), jnp.asarray(g))))
+    return float(metrics.pa_mpjpe(jnp.asarray(j), jnp.asarray(g)))
 
   os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
   rows = []

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import math
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from hsjax import body as body_lib
 from hsjax.camera import Camera
 from hsjax.camera import intrinsics
+from hsjax.camera import project_points
 from hsjax.data.sequence import Sequence
 from hsjax.fit.config import FORMER_POSE_WEIGHTS
 from hsjax.rendering import DEFAULT_TILE_CAPACITY
@@ -171,13 +174,9 @@ def agreement_with_observations(body_model: body_lib.BodyModel, avatar, sequence
   union = np.logical_or(alpha, masks).sum(axis=(1, 2))
   iou = np.logical_and(alpha, masks).sum(axis=(1, 2)) / np.maximum(union, 1)
   _, joints = body_lib.pose_frames_host(body_model, poses)
-  cams = sequence.cameras
-  cam_points = (np.einsum("tij,tkj->tki", np.asarray(cams.world_to_cam)[:, :3, :3], joints)
-                + np.asarray(cams.world_to_cam)[:, None, :3, 3])
-  uvw = np.einsum("tij,tkj->tki", np.asarray(cams.K), cam_points)
-  uv = uvw[..., :2] / np.maximum(uvw[..., 2:], 1e-6)
+  uv, _ = jax.vmap(project_points)(sequence.cameras, jnp.asarray(joints))
   keypoints = np.asarray(sequence.keypoints_2d)
   confident = keypoints[..., 2] > 0.5
-  error = np.linalg.norm(uv - keypoints[..., :2], axis=-1)[confident]
+  error = np.linalg.norm(np.asarray(uv) - keypoints[..., :2], axis=-1)[confident]
   return {"mask_iou": float(np.mean(iou)),
           "keypoint_px_median": float(np.median(error)) if error.size else float("nan")}
