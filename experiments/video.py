@@ -59,8 +59,9 @@ def video_fit_overrides(fit_flags: common.FitFlags) -> dict:
   """The fit settings in which a video run differs from the library's defaults: its schedule
   (``hsjax.video.VIDEO_SCHEDULE``, a given ``--warmup_steps`` kept within it) unless
   ``--steps`` chooses one, and the shape of the landmark initialisation kept
-  (``hsjax.video.VIDEO_TRAIN_BETAS``) unless ``--train_betas`` is given; none when
-  ``--preset`` chooses the configuration."""
+  (``hsjax.video.VIDEO_TRAIN_BETAS``) unless ``--train_betas`` is given, and the frames
+  fitted as decoded (``hsjax.video.VIDEO_DOWNSAMPLE``) unless ``--downsample`` is given; none
+  when ``--preset`` chooses the configuration."""
   from hsjax import video  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   if fit_flags.preset.present:
     return {}
@@ -72,6 +73,8 @@ def video_fit_overrides(fit_flags: common.FitFlags) -> dict:
     overrides.update(steps=steps, warmup_steps=warmup)
   if not fit_flags.train_betas.present:
     overrides["train_betas"] = video.VIDEO_TRAIN_BETAS
+  if not fit_flags.downsample.present:
+    overrides["downsample"] = video.VIDEO_DOWNSAMPLE
   return overrides
 
 

@@ -16,9 +16,10 @@ The default ``--sequences`` are the evaluation sequences: the correspondence was
 on other clips (``experiments/video_landmark_offsets.py``), and settings are compared on
 those (e.g. ``--sequences=dance_a:1,punch:2,jump:5``; ``--steps=0 --bones_weight=W`` compares
 initialisations only). Measured (the video fit's defaults: bone-direction weight 3, keypoint
-weight 0.1, 600 steps; 1-2 minutes a sequence on 2 CPU cores): MPJPE / PA-MPJPE landmark
-init -> joint fit ``default:0`` 80.1 / 66.2 -> 79.0 / 60.5 mm, ``kick:3`` 151.2 / 116.1 ->
-144.0 / 108.6, ``spin:4`` 177.7 / 94.5 -> 170.5 / 93.8; refined mask IoU 0.904, 0.822, 0.777.
+weight 0.1, mask weight 10, full resolution, 600 steps; about 2 minutes a sequence on 2 CPU
+cores): MPJPE / PA-MPJPE landmark init -> joint fit ``default:0`` 80.1 / 66.2 -> 80.4 / 61.5
+mm, ``kick:3`` 151.2 / 116.1 -> 141.5 / 106.8, ``spin:4`` 177.7 / 94.5 -> 165.6 / 92.7;
+refined mask IoU 0.940, 0.892, 0.843.
 """
 
 from __future__ import annotations
@@ -126,7 +127,8 @@ def main(argv):
         weights["pose_prior"] = _POSE_PRIOR_WEIGHT.value
       config = fit.FitConfig(steps=steps, warmup_steps=min(warmup, steps),
                              loss_weights=tuple(weights.items()),
-                             train_betas=video.VIDEO_TRAIN_BETAS, progress=False)
+                             train_betas=video.VIDEO_TRAIN_BETAS,
+                             downsample=video.VIDEO_DOWNSAMPLE, progress=False)
       t3 = time.perf_counter()
       result = fit.fit(vseq, config, key=jax.random.key(0), body_model=body_model)
       row["fit_s"] = time.perf_counter() - t3

@@ -191,18 +191,20 @@ def test_preset_flag_sets_the_preset_and_given_flags_override_it():
   assert same_as_fast["downsample"] == fast.downsample != quality.downsample
 
 
-def test_video_fit_takes_its_schedule_and_shape_unless_flags_or_preset_choose_them():
+def test_video_fit_takes_its_schedule_shape_and_size_unless_flags_or_preset_choose_them():
   argvs = ((), ("--warmup_steps=5",), ("--warmup_steps=100000",), ("--steps=40",),
-           ("--train_betas",), ("--preset=quality",), ("--preset=fast",))
+           ("--train_betas",), ("--downsample=2",), ("--preset=quality",), ("--preset=fast",))
   got = _json_per_command_line(
       "import video", "json.dumps(video.video_fit_overrides(video._FIT))", argvs)
   from hsjax import video  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   steps, warmup = video.VIDEO_SCHEDULE
   shape = {"train_betas": video.VIDEO_TRAIN_BETAS}
-  assert got == [{"steps": steps, "warmup_steps": warmup, **shape},
-                 {"steps": steps, "warmup_steps": 5, **shape},
-                 {"steps": steps, "warmup_steps": steps, **shape}, shape,
-                 {"steps": steps, "warmup_steps": warmup}, {}, {}]
+  size = {"downsample": video.VIDEO_DOWNSAMPLE}
+  assert got == [{"steps": steps, "warmup_steps": warmup, **shape, **size},
+                 {"steps": steps, "warmup_steps": 5, **shape, **size},
+                 {"steps": steps, "warmup_steps": steps, **shape, **size}, {**shape, **size},
+                 {"steps": steps, "warmup_steps": warmup, **size},
+                 {"steps": steps, "warmup_steps": warmup, **shape}, {}, {}]
 
 
 # ------------------------------------------------------------------------------------------

@@ -46,8 +46,17 @@ DEFAULT_DIAGONAL_FOV_DEG = 2.0 * math.degrees(math.atan(0.5))
 # +1.9 / +3.4 % at 300 steps; the library's 1, chosen for HMR starts, held an earlier, poorer
 # landmark start in place). Joint smoothness and CAMEL point-to-mesh stay at the weights these
 # were chosen with (the library's until 2026-12-05).
+#
+# The mask weight is 10 (the library's 2) with the frames fitted as decoded (VIDEO_DOWNSAMPLE
+# below), chosen on all five calibration clips (dance_a:1, punch:2, jump:5, spin:6, kick:7;
+# BENCHMARKS.md, "Video front end") by the rule: the highest mean IoU of the refined render
+# against the true masks whose mean MPJPE and PA-MPJPE stay within 1 mm of the settings before.
+# Mean IoU / MPJPE / PA-MPJPE of the joint fit: before (factor 2, mask 2) 0.855 / 108.8 /
+# 84.5 mm; factor 1, mask 10: 0.902 / 109.7 / 84.9; also with joint smoothness 3: 0.903 /
+# 109.9 / 85.0. On kick:7 and spin:6, factor 2 with mask 20 gave +0.007 IoU only, and factor 1
+# with mask 2 or 30: 0.863 or 0.881 (mask 10: 0.879).
 VIDEO_LOSS_WEIGHTS = tuple({**dict(FORMER_POSE_WEIGHTS), "keypoints_2d": 0.1,
-                            "pose_prior": 0.001}.items())
+                            "pose_prior": 0.001, "mask": 10.0}.items())
 # A video fit's schedule (steps, warm-up), chosen above; --steps or --preset replace it.
 VIDEO_SCHEDULE = (600, 100)
 # Whether a video fit refines the shape of the landmark initialisation (FitConfig.train_betas;
@@ -56,6 +65,13 @@ VIDEO_SCHEDULE = (600, 100)
 # the initialisation +1.6 / +5.0 % MPJPE / PA-MPJPE (fixed: +2.1 / +5.3 %), mask IoU 0.880
 # (0.880).
 VIDEO_TRAIN_BETAS = False
+# The factor by which a video fit reduces its frames (FitConfig.downsample; --downsample or
+# --preset replace it): 1, the decoded frames as they are (the video command decodes to a
+# long side of 512 px). A person in a video is small (~5k pixels at 256²): at the library's
+# factor 2 the silhouette is fitted on pixels of twice the size, and a 1-pixel band of edge
+# costs ~0.05 IoU. Chosen with the mask weight above on the calibration clips: BENCHMARKS.md,
+# "Video front end".
+VIDEO_DOWNSAMPLE = 1
 
 
 def focal_from_fov(width: int, height: int, diagonal_fov_deg: float) -> float:
