@@ -590,3 +590,40 @@ def transform_params(body_model: BodyModel, params: SMPLParams,
   return SMPLParams(betas=betas, body_pose=np.asarray(params.body_pose, np.float32),
                     global_orient=new_go.astype(np.float32),
                     transl=new_transl.astype(np.float32))
+
+
+# A body whose mean up axis lies further than this from the camera's vertical is not taken
+# to show the world's vertical (the person lies, crawls or turns cartwheels; the fit failed).
+MAX_UPRIGHT_TILT_DEG = 45.0
+
+
+def mean_up_axis(global_orient: np.ndarray) -> np.ndarray:
+  """[3] unit vector: the body's up axis (SMPL's rest +y) carried by each frame's root
+  rotation ``global_orient [T, 3]`` (axis-angle), averaged over the frames."""
+  ups = rotations_np.axis_angle_to_matrix(np.asarray(global_orient, np.float64))[:, :, 1]
+  mean = ups.mean(axis=0)
+  return mean / max(float(np.linalg.norm(mean)), 1e-12)
+
+
+def upright_transform(params: SMPLParams) -> np.ndarray:
+  """[4, 4] rotation about the origin that stands a world in an OpenCV camera's own frame (a
+  video fit's: y down, the camera at the origin) upright: +y along the body's mean up axis.
+
+  The world's vertical is not observed in a monocular clip; a person who stands, walks or
+  dances is upright on average, while the camera may look down or be rolled. The rotation is
+  half a turn about x (image up becomes +y, the camera looks along -z) followed by the
+  smallest rotation taking the body's mean up axis (:func:`mean_up_axis`) to +y; when that
+  axis lies more than ``MAX_UPRIGHT_TILT_DEG`` from the camera's vertical, the half turn
+  alone (the camera's vertical is taken for the world's).
+
+  Args:
+    params: the fitted poses in the camera frame (``global_orient [T, 3]``).
+  """
+  half_turn = np.diag([1.0, -1.0, -1.0])
+  up = half_turn @ mean_up_axis(params.global_orient)
+  rot = half_turn
+  if np.degrees(np.arccos(np.clip(up[1], -1.0, 1.0))) <= MAX_UPRIGHT_TILT_DEG:
+    rot = rotations_np.rotation_between(up, np.array([0.0, 1.0, 0.0])) @ half_turn
+  transform = np.eye(4)
+  transform[:3, :3] = rot
+  return transform

@@ -15,10 +15,12 @@ from hsjax import avatar as avatar_lib
 from hsjax import body as body_lib
 from hsjax import evaluation
 from hsjax import io as io_lib
+from hsjax import rotations_np
 from hsjax.report import figures
 from hsjax.report import run_dir
 from hsjax.report import tables
 from hsjax.report import video as video_lib
+from hsjax.camera import Camera
 from hsjax.camera import project_points
 from hsjax.data import synthetic_sequence
 
@@ -250,3 +252,54 @@ def test_write_run_writes_every_output(tmp_path, body_model):
     table = f.read()
   assert "| HMR initialisation |" in table and "| novel view |" in table
   assert decode_video(os.path.join(run, "orbit.mp4"), 32, 32).shape[0] == 5
+
+
+def _tilted_camera_frame_poses(num_betas: int, tilt_deg: float) -> body_lib.SMPLParams:
+  """An upright body turning about the world's vertical, seen by a camera that looks down by
+  ``tilt_deg`` and is rolled by 10°: the poses in the camera's own frame (a video fit's)."""
+  from scipy.spatial.transform import Rotation  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  # World (+y up) -> camera (OpenCV, y down): half a turn about x, then the tilt and the roll.
+  world_to_cam = (Rotation.from_euler("xz", [-tilt_deg, 10.0], degrees=True).as_matrix()
+                  @ np.diag([1.0, -1.0, -1.0]))
+  yaws = Rotation.from_euler("y", np.linspace(0.0, 300.0, 6)[:, None], degrees=True).as_matrix()
+  orient = Rotation.from_matrix(world_to_cam @ yaws).as_rotvec()
+  return body_lib.SMPLParams(betas=np.zeros(num_betas, np.float32),
+                             body_pose=np.zeros((6, 23, 3), np.float32),
+                             global_orient=orient.astype(np.float32),
+                             transl=np.array([[0.0, 0.3, 3.5]] * 6, np.float32))
+
+
+def test_upright_transform_stands_the_body_up_or_keeps_the_camera_vertical(body_model):
+  """The body's mean up axis becomes +y; beyond MAX_UPRIGHT_TILT_DEG the camera's vertical is
+  kept (half a turn about x)."""
+  poses = _tilted_camera_frame_poses(body_model.num_betas, tilt_deg=25.0)
+  transform = body_lib.upright_transform(poses)
+  np.testing.assert_allclose(transform[:3, :3] @ transform[:3, :3].T, np.eye(3), atol=1e-9)
+  assert np.linalg.det(transform[:3, :3]) == pytest.approx(1.0)
+  upright = body_lib.transform_params(body_model, poses, transform)
+  np.testing.assert_allclose(body_lib.mean_up_axis(upright.global_orient), [0.0, 1.0, 0.0],
+                             atol=1e-5)
+  lying = _tilted_camera_frame_poses(body_model.num_betas, tilt_deg=60.0)
+  np.testing.assert_allclose(body_lib.upright_transform(lying), np.diag([1.0, -1.0, -1.0, 1.0]),
+                             atol=1e-12)
+
+
+def test_orbit_of_a_video_world_turns_about_the_body_s_vertical(body_model):
+  """With a camera that looks down, the orbit of a video fit keeps the standing body upright
+  in every view: its up axis through the pelvis is the image's vertical centre line."""
+  poses = _tilted_camera_frame_poses(body_model.num_betas, tilt_deg=25.0)
+  k = np.array([[200.0, 0, 64], [0, 200.0, 48], [0, 0, 1]], np.float32)
+  cameras = Camera(K=np.broadcast_to(k, (6, 3, 3)),
+                   world_to_cam=np.broadcast_to(np.eye(4, dtype=np.float32), (6, 4, 4)),
+                   width=128, height=96)
+  orbit, orbit_poses = run_dir.orbit_views(body_model, poses, cameras, 12)
+  assert orbit.world_to_cam.shape == (12, 4, 4)
+  assert orbit_poses.body_pose.shape == (12, 23, 3)
+  _, joints = body_lib.pose_frames_host(body_model, orbit_poses)
+  body_up = rotations_np.axis_angle_to_matrix(orbit_poses.global_orient)[:, :, 1]
+  for i in range(12):
+    cam = jax.tree_util.tree_map(lambda x, i=i: x[i], orbit)
+    uv, _ = project_points(cam, np.stack([joints[i, 0], joints[i, 0] + 0.5 * body_up[i]]))
+    pelvis, above = np.asarray(uv)
+    assert above[1] < pelvis[1] - 10.0  # half a metre up the body is higher in the image
+    assert abs(above[0] - pelvis[0]) < 0.05  # ... straight above the pelvis

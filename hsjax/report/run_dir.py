@@ -57,6 +57,41 @@ def write_json(path: str, obj: Any) -> None:
     json.dump(obj, f, indent=1, sort_keys=True, default=default)
 
 
+def orbit_views(body_model: body_lib.BodyModel, poses: body_lib.SMPLParams, cameras: Camera,
+                num_frames: int, *, pelvis: np.ndarray | None = None
+                ) -> tuple[Camera, body_lib.SMPLParams]:
+  """The cameras and poses of the orbit video: the motion replayed while a camera circles it.
+
+  The orbit turns about the world's +y at the first camera's distance and height. A video
+  fit's world is the camera's own frame (y down): it is first stood upright on the body's mean
+  up axis (:func:`hsjax.body.upright_transform`), and the poses returned are in that world.
+
+  Args:
+    body_model: the fit's body model.
+    poses: the refined poses, T frames.
+    cameras: the sequence's cameras (T frames; the first sets distance and height).
+    num_frames: orbit frames (the motion loops when longer than T).
+    pelvis: [T, 3] the posed pelvis joints, when already known.
+
+  Returns:
+    ``(cameras, poses)`` of ``num_frames`` frames.
+  """
+  if pelvis is None:
+    pelvis = body_lib.pose_frames_host(body_model, poses)[1][:, 0]
+  world = (np.eye(4) if image_up_sign(cameras.world_to_cam[0]) > 0
+           else body_lib.upright_transform(poses))
+  centre = (world @ np.asarray(cameras.cam_to_world[0], np.float64))[:3, 3]
+  targets = pelvis @ world[:3, :3].T + world[:3, 3]
+  distance = float(np.linalg.norm((centre - targets[0])[[0, 2]]))
+  idx = np.arange(num_frames) % len(pelvis)
+  orbit = orbit_cameras(targets[idx], np.asarray(cameras.K[0]), cameras.width, cameras.height,
+                        distance=max(distance, 1.0), camera_height=float(centre[1]))
+  upright = body_lib.transform_params(body_model, poses, world)
+  return orbit, body_lib.SMPLParams(betas=upright.betas, body_pose=upright.body_pose[idx],
+                                    global_orient=upright.global_orient[idx],
+                                    transl=upright.transl[idx])
+
+
 def write_run(run_dir: str, *, body_model: body_lib.BodyModel, sequence,
               avatar: avatar_lib.Avatar, poses: body_lib.SMPLParams,
               evaluation_result: dict[str, Any] | None = None, history: dict | None = None,
@@ -134,19 +169,8 @@ def write_run(run_dir: str, *, body_model: body_lib.BodyModel, sequence,
     train = (hstack_tiles([to_uint8(sequence.images[t]), to_uint8(renders["rgb"][t])])
              for t in range(num_frames))
     write_video(path("train_view.mp4"), train, sequence.fps)
-    cams = sequence.cameras
-    k0 = np.asarray(cams.K[0])
-    centre = np.asarray(cams.cam_to_world[0])[:3, 3]
-    distance = float(np.linalg.norm((centre - pelvis[0])[[0, 2]]))
-    sign = image_up_sign(cams.world_to_cam[0])  # -1: a video fit's world (the camera's frame)
-    up, height = ("+y" if sign > 0 else "-y"), sign * float(centre[1])
-    idx = np.arange(orbit_frames) % num_frames
-    orbit = orbit_cameras(pelvis[idx], k0, cams.width, cams.height, distance=max(distance, 1.0),
-                          camera_height=height, up=up)
-    orbit_poses = body_lib.SMPLParams(betas=np.asarray(poses.betas),
-                                      body_pose=np.asarray(poses.body_pose)[idx],
-                                      global_orient=np.asarray(poses.global_orient)[idx],
-                                      transl=np.asarray(poses.transl)[idx])
+    orbit, orbit_poses = orbit_views(body_model, poses, sequence.cameras, orbit_frames,
+                                     pelvis=pelvis)
     bg = np.asarray(background, np.float32)
     orbit_renders = evaluation.render_frames(avatar, body_model, orbit_poses, orbit,
                                              background=bg, backend=backend,

@@ -471,11 +471,12 @@ def write_run_viewer(run_dir: str, *, body_model: body_lib.BodyModel, sequence,
   world_to_cam = np.asarray(cams.world_to_cam[0], np.float64)
   if image_up_sign(world_to_cam) < 0:
     # A video fit's world is the camera's own frame (y down): the browser's orbit turns about
-    # +y and the shipped clips stand on a +y-up floor, so the scene turns half a turn about x.
-    half_turn = np.diag([1.0, -1.0, -1.0, 1.0])
-    refined = body_lib.transform_params(body_model, refined, half_turn)
-    hmr = body_lib.transform_params(body_model, hmr, half_turn)
-    world_to_cam = world_to_cam @ half_turn
+    # +y and the shipped clips stand on a +y-up floor, so the scene is stood upright on the
+    # body's mean up axis (body.upright_transform: half a turn about x, then the camera's tilt).
+    upright = body_lib.upright_transform(refined)
+    refined = body_lib.transform_params(body_model, refined, upright)
+    hmr = body_lib.transform_params(body_model, hmr, upright)
+    world_to_cam = world_to_cam @ np.linalg.inv(upright)
   motions = {"refined": (refined, float(sequence.fps)), "hmr": (hmr, float(sequence.fps))}
   if extra_motions:
     verts, joints = body_lib.pose_frames_host(body_model, refined)
