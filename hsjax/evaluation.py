@@ -13,6 +13,10 @@ JSON-friendly dict. What is measured, and how (the *protocol*, also stored in th
   The avatar is posed with the *given* poses of each frame (the refined ones for a joint fit,
   the HMR ones for the fixed-pose baseline) and rendered from each held-out camera, so
   errors of the global pose and translation show up as they would to a viewer.
+* **Novel view, aligned** (``align_novel_view=True``, with ground truth): the same held-out
+  views with each frame's body first moved rigidly onto the true joints
+  (:func:`rigidly_aligned_poses`), so that only the avatar and the articulated pose are
+  scored, not where the fit placed the body (to the novel view what PA-MPJPE is to MPJPE).
 * **Novel pose** (``sequence.novel_pose``): frames of an unseen motion. The avatar is posed
   with that sequence's ground-truth ``body_pose``, ``global_orient`` and ``transl`` (its HMR
   estimates when it has no ground truth) and the *fitted* ``betas``: the canonical Gaussians
@@ -81,6 +85,9 @@ PROTOCOL = {
                   "poses (refined, or HMR for the fixed-pose baseline)",
     "novel_pose": "unseen motion, avatar posed with that sequence's ground-truth pose and "
                   "translation (HMR when no ground truth) and the fitted betas",
+    "novel_view_aligned": "as novel_view, each frame's body first moved rigidly (rotation and "
+                          "translation, no scale) onto the ground-truth joints; only with "
+                          "align_novel_view",
     "lpips": "AlexNet LPIPS on the bounding-box crop, only when the package and weights are "
              "present; otherwise null with the reason",
     "drift": "distance of active Gaussian centres from the nearest posed body vertex, with the "
@@ -340,6 +347,23 @@ def evaluate_poses(body_model: body_lib.BodyModel, hmr: body_lib.SMPLParams,
           "per_frame": per_frame}
 
 
+def rigidly_aligned_poses(body_model: body_lib.BodyModel, poses: body_lib.SMPLParams,
+                          gt: body_lib.SMPLParams) -> body_lib.SMPLParams:
+  """``poses`` with each frame's body moved rigidly onto the ground truth.
+
+  Per frame, the rotation and translation (no scale; :func:`hsjax.metrics.rigid_transform`)
+  that best map the posed joints onto the true joints are applied to the root: articulated
+  pose, shape and avatar are unchanged, the error of the global placement is gone (as
+  PA-MPJPE is to MPJPE, without its scale). Rendering a held-out view with these poses
+  measures the avatar and the articulated pose apart from where the fit put the body.
+  """
+  _, joints = body_lib.pose_frames_host(body_model, poses)
+  _, true_joints = body_lib.pose_frames_host(body_model, gt)
+  transforms = np.asarray(metrics.rigid_transform(jnp.asarray(joints),
+                                                  jnp.asarray(true_joints)))
+  return body_lib.transform_params(body_model, poses, transforms)
+
+
 # ------------------------------------------------------------------------------------------
 # A whole run
 
@@ -348,7 +372,8 @@ def evaluate_run(body_model: body_lib.BodyModel, sequence, avatar: avatar_lib.Av
                  poses: body_lib.SMPLParams, *, background=(0.0, 0.0, 0.0),
                  frame_stride: int = 1, bbox_margin: int = 8, backend: str = "auto",
                  tile_capacity: int = DEFAULT_TILE_CAPACITY, use_lpips: bool = True,
-                 train_view: bool = True, progress: bool = False) -> dict[str, Any]:
+                 train_view: bool = True, align_novel_view: bool = False,
+                 progress: bool = False) -> dict[str, Any]:
   """Evaluates a fitted avatar and its poses on a sequence (protocol: module docstring).
 
   Args:
@@ -364,6 +389,9 @@ def evaluate_run(body_model: body_lib.BodyModel, sequence, avatar: avatar_lib.Av
     backend, tile_capacity: the rasteriser's.
     use_lpips: compute LPIPS when available.
     train_view: also score the training view.
+    align_novel_view: also score the held-out views with the poses moved rigidly onto the
+      ground truth (:func:`rigidly_aligned_poses`; needs ``sequence.gt``), under
+      ``"novel_view_aligned"``: the avatar and articulated pose apart from global placement.
     progress: show progress bars.
 
   Returns:
@@ -401,17 +429,25 @@ def evaluate_run(body_model: body_lib.BodyModel, sequence, avatar: avatar_lib.Av
                                            sequence.images, sequence.masks, frames=frames,
                                            desc="train view", **common)
   if sequence.eval_views:
-    views = []
-    for i, view in enumerate(sequence.eval_views):
-      summary = evaluate_images(avatar, body_model, poses, view.cameras, view.images,
-                                view.masks, frames=frames, desc=f"novel view {i}", **common)
-      summary["name"] = view.name
-      views.append(summary)
-    merged = [{k: v[j] for k, v in s["per_frame"].items()} for s in views
-              for j in range(s["num_images"])]
-    result["novel_view"] = summarize(merged, None if lpips_ok else lpips_reason,
-                                     sum(s["overflow"] for s in views))
-    result["novel_view"]["views"] = views
+    reason = None if lpips_ok else lpips_reason
+
+    def held_out_views(evaluated_poses, label):
+      """Every held-out view scored with ``evaluated_poses``: the merged summary."""
+      views = []
+      for i, view in enumerate(sequence.eval_views):
+        summary = evaluate_images(avatar, body_model, evaluated_poses, view.cameras,
+                                  view.images, view.masks, frames=frames,
+                                  desc=f"{label} {i}", **common)
+        summary["name"] = view.name
+        views.append(summary)
+      merged = [{k: v[j] for k, v in s["per_frame"].items()} for s in views
+                for j in range(s["num_images"])]
+      return {**summarize(merged, reason, sum(s["overflow"] for s in views)), "views": views}
+
+    result["novel_view"] = held_out_views(poses, "novel view")
+    if align_novel_view and sequence.gt is not None:
+      result["novel_view_aligned"] = held_out_views(
+          rigidly_aligned_poses(body_model, poses, sequence.gt), "aligned novel view")
   if sequence.novel_pose is not None:
     novel = sequence.novel_pose
     source = novel.gt if novel.gt is not None else novel.hmr

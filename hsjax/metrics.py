@@ -55,6 +55,17 @@ def mpjpe(pred: jax.Array, gt: jax.Array) -> jax.Array:
   return jnp.mean(per_frame_mpjpe(pred, gt))
 
 
+def _optimal_rotation(xs: jax.Array, xt: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Kabsch / Umeyama: the rotation ``R [..., 3, 3]`` (det +1) minimising ``|R xs - xt|²``
+  for centred point sets ``[..., N, 3]``, and ``trace(R cov)`` (the optimal scale's
+  numerator)."""
+  cov = jnp.einsum("...ni,...nj->...ij", xt, xs)  # [..., 3, 3]
+  u, sing, vt = jnp.linalg.svd(cov)
+  sign = jnp.sign(jnp.linalg.det(u @ vt))
+  d = jnp.concatenate([jnp.ones_like(sing[..., :2]), sign[..., None]], axis=-1)
+  return u @ (d[..., :, None] * vt), jnp.sum(sing * d, axis=-1)
+
+
 def procrustes_align(source: jax.Array, target: jax.Array) -> jax.Array:
   """Similarity transform of ``source`` [..., N, 3] that best fits ``target`` [..., N, 3].
 
@@ -65,14 +76,22 @@ def procrustes_align(source: jax.Array, target: jax.Array) -> jax.Array:
   mu_t = jnp.mean(target, axis=-2, keepdims=True)
   xs, xt = source - mu_s, target - mu_t
   var_s = jnp.sum(xs * xs, axis=(-2, -1))
-  cov = jnp.einsum("...ni,...nj->...ij", xt, xs)  # [..., 3, 3]
-  u, sing, vt = jnp.linalg.svd(cov)
-  sign = jnp.sign(jnp.linalg.det(u @ vt))
-  d = jnp.concatenate([jnp.ones_like(sing[..., :2]), sign[..., None]], axis=-1)
-  rot = u @ (d[..., :, None] * vt)
-  scale = jnp.sum(sing * d, axis=-1) / jnp.maximum(var_s, 1e-12)
+  rot, trace = _optimal_rotation(xs, xt)
+  scale = trace / jnp.maximum(var_s, 1e-12)
   aligned = scale[..., None, None] * jnp.einsum("...ij,...nj->...ni", rot, xs)
   return aligned + mu_t
+
+
+def rigid_transform(source: jax.Array, target: jax.Array) -> jax.Array:
+  """[..., 4, 4]: the rotation and translation (no scale) that best map ``source`` [..., N, 3]
+  onto ``target`` [..., N, 3] in the least-squares sense (Kabsch, det R = +1)."""
+  mu_s = jnp.mean(source, axis=-2)
+  mu_t = jnp.mean(target, axis=-2)
+  rot, _ = _optimal_rotation(source - mu_s[..., None, :], target - mu_t[..., None, :])
+  shift = mu_t - jnp.einsum("...ij,...j->...i", rot, mu_s)
+  top = jnp.concatenate([rot, shift[..., :, None]], axis=-1)  # [..., 3, 4]
+  bottom = jnp.broadcast_to(jnp.array([0.0, 0.0, 0.0, 1.0], top.dtype), (*top.shape[:-2], 1, 4))
+  return jnp.concatenate([top, bottom], axis=-2)
 
 
 def per_frame_pa_mpjpe(pred: jax.Array, gt: jax.Array) -> jax.Array:
@@ -119,13 +138,8 @@ def first_frame_aligned_mpjpe(pred_joints: jax.Array, gt_joints: jax.Array) -> j
   Args:
     pred_joints, gt_joints: [T, J, 3].
   """
-  p0, g0 = pred_joints[0], gt_joints[0]
-  mu_p, mu_g = p0.mean(0), g0.mean(0)
-  cov = (g0 - mu_g).T @ (p0 - mu_p)
-  u, _, vt = jnp.linalg.svd(cov)
-  d = jnp.array([1.0, 1.0, jnp.sign(jnp.linalg.det(u @ vt))])
-  rot = u @ (d[:, None] * vt)
-  aligned = (pred_joints - mu_p) @ rot.T + mu_g
+  transform = rigid_transform(pred_joints[0], gt_joints[0])
+  aligned = pred_joints @ transform[:3, :3].T + transform[:3, 3]
   return _mean_norm(aligned - gt_joints)
 
 

@@ -62,6 +62,26 @@ def test_first_frame_alignment_removes_rigid_world_offset():
   assert float(metrics.global_mpjpe(pred, gt)) > 100.0
 
 
+def test_rigid_transform_recovers_a_rotation_and_translation_per_frame():
+  """Kabsch per frame against scipy's rotations: the transform maps each frame onto the truth
+  and carries no scale (a scaled copy is not mapped exactly)."""
+  rng = np.random.default_rng(6)
+  gt = _random_joints(rng, t=3)
+  rots = scipy.spatial.transform.Rotation.random(3, random_state=7).as_matrix()
+  shifts = rng.normal(size=(3, 3))
+  source = np.einsum("tij,tnj->tni", rots, gt) + shifts[:, None]
+  transform = np.asarray(metrics.rigid_transform(source, gt))
+  assert transform.shape == (3, 4, 4)
+  np.testing.assert_allclose(transform[:, 3], np.tile([0.0, 0.0, 0.0, 1.0], (3, 1)))
+  np.testing.assert_allclose(transform[:, :3, :3], np.transpose(rots, (0, 2, 1)), atol=1e-5)
+  mapped = np.einsum("tij,tnj->tni", transform[:, :3, :3], source) + transform[:, None, :3, 3]
+  np.testing.assert_allclose(mapped, gt, atol=1e-5)
+  scaled = np.asarray(metrics.rigid_transform(1.5 * gt, gt))
+  np.testing.assert_allclose(np.linalg.det(scaled[:, :3, :3]), 1.0, atol=1e-5)
+  assert not np.allclose(np.einsum("tij,tnj->tni", scaled[:, :3, :3], 1.5 * gt)
+                         + scaled[:, None, :3, 3], gt, atol=1e-3)
+
+
 def test_accel_error_hand_computed():
   """A constant-velocity offset has zero acceleration error; a quadratic one does not."""
   t = np.arange(5, dtype=np.float64)
