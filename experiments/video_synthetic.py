@@ -51,18 +51,16 @@ _BONES_WEIGHT = flags.DEFINE_float("bones_weight", -1.0, "Weight of the world la
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "runs/video_synthetic", "Where results go.")
 
 
-def mask_iou(avatar, body_model, poses, sequence, config) -> float:
+def refined_render_iou(avatar, body_model, poses, sequence, config) -> float:
+  """Mean IoU of the avatar's silhouette (alpha > 0.5) with the ground-truth masks."""
   import numpy as np  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   from hsjax import evaluation  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax import metrics  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   frames = np.arange(len(sequence))
   renders = evaluation.render_frames(avatar, body_model, poses, sequence.cameras, frames=frames,
                                      background=config.background, backend=config.backend,
                                      tile_capacity=config.tile_capacity)
-  alpha = np.asarray(renders["alpha"]) > 0.5
-  gt = np.asarray(sequence.gt_masks) > 0.5
-  inter = np.logical_and(alpha, gt).sum(axis=(1, 2))
-  union = np.logical_or(alpha, gt).sum(axis=(1, 2))
-  return float(np.mean(inter / np.maximum(union, 1)))
+  return float(np.mean(metrics.mask_iou(renders["alpha"], sequence.gt_masks)))
 
 
 def main(argv):
@@ -110,10 +108,7 @@ def main(argv):
            "hmr2_like": metrics.pose_metrics(body_model, sel(hmr_cam), gt_k),
            "landmark_init": metrics.pose_metrics(body_model, init, gt_k)}
     gt_masks = np.asarray(seq.masks)[keep]
-    mp_masks = obs.masks[keep] > 0.5
-    row["observed_mask_iou"] = float(np.mean(
-        np.logical_and(mp_masks, gt_masks > 0.5).sum((1, 2))
-        / np.maximum(np.logical_or(mp_masks, gt_masks > 0.5).sum((1, 2)), 1)))
+    row["observed_mask_iou"] = float(np.mean(metrics.mask_iou(obs.masks[keep], gt_masks)))
     steps, warmup = video.VIDEO_SCHEDULE
     steps = steps if _STEPS.value < 0 else _STEPS.value
     warmup = warmup if _WARMUP.value < 0 else _WARMUP.value
@@ -135,7 +130,8 @@ def main(argv):
       row["joint_fit"] = metrics.pose_metrics(body_model, result.poses, gt_k)
       vseq_eval = dataclasses.replace(vseq)
       vseq_eval.gt_masks = gt_masks
-      row["mask_iou"] = mask_iou(result.avatar, body_model, result.poses, vseq_eval, config)
+      row["mask_iou"] = refined_render_iou(result.avatar, body_model, result.poses, vseq_eval,
+                                           config)
       for k in ("mpjpe", "pa_mpjpe"):
         a, b = row["landmark_init"][k], row["joint_fit"][k]
         row[f"{k}_improvement_pct"] = 100.0 * (a - b) / a

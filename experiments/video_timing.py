@@ -19,11 +19,12 @@ then also gives the fit's time per step and, marked as extrapolated, the default
 Prints a table and writes ``timing.json`` (and the clip) in ``--output_dir``; ``--reuse``
 redoes the table from a previous run.
 
-Measured with the default 600 steps on 2 CPU cores: decode 1.7 s, observe 35 ms/frame (150
-frames of 512 x 288), initialise 9.4 s, fit 118 s (28 s of compilation + 150 ms/step),
-evaluation + outputs + overlay 48 s; the whole command 193 s (budget 900 s). With
-``--source=real``: decode 1.6 s, observe 31 ms/frame, initialise 8.4 s, fit 115 s, evaluation +
-outputs + overlay 37 s, the whole command 175 s. About 4 minutes to run.
+Measured with the default 600 steps on 2 CPU cores (the video fit at full resolution): decode
+0.9 s, observe 19 ms/frame (150 frames of 512 x 288), initialise 5.7 s, fit 191 s (18 s of
+compilation + 288 ms/step), evaluation + outputs + overlay 24 s; the whole command 236 s
+(budget 900 s). With ``--source=real``: decode 1.2 s, observe 19 ms/frame, initialise 6.0 s,
+fit 201 s, evaluation + outputs + overlay 24 s, the whole command 248 s. About 5 minutes to
+run.
 """
 
 from __future__ import annotations

@@ -247,6 +247,16 @@ def _forward(body_model: body_lib.BodyModel, params: body_lib.SMPLParams) -> bod
 # Image metrics
 
 
+def mask_iou(pred: np.ndarray, target: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+  """[..., H, W] x2 -> [...] intersection over union of ``pred > threshold`` and ``target >
+  threshold`` (a rendered alpha or a soft mask against a person mask); 0 where both are
+  empty."""
+  a = np.asarray(pred) > threshold
+  b = np.asarray(target) > threshold
+  union = np.logical_or(a, b).sum(axis=(-2, -1))
+  return np.logical_and(a, b).sum(axis=(-2, -1)) / np.maximum(union, 1)
+
+
 def psnr(image: jax.Array, reference: jax.Array, mask: jax.Array | None = None) -> jax.Array:
   """Peak signal-to-noise ratio (peak 1), dB; masked: MSE over mask pixels only.
 

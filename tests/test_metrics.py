@@ -82,6 +82,14 @@ def test_rigid_transform_recovers_a_rotation_and_translation_per_frame():
                          + scaled[:, None, :3, 3], gt, atol=1e-3)
 
 
+def test_mask_iou_hand_computed():
+  pred = np.zeros((2, 4, 4))
+  target = np.zeros((2, 4, 4))
+  pred[0, :2] = 0.9  # 8 pixels
+  target[0, 1:3] = 1.0  # 8 pixels, 4 shared
+  np.testing.assert_allclose(metrics.mask_iou(pred, target), [4 / 12, 0.0])  # empty: 0
+
+
 def test_accel_error_hand_computed():
   """A constant-velocity offset has zero acceleration error; a quadratic one does not."""
   t = np.arange(5, dtype=np.float64)

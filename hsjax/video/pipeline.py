@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hsjax import body as body_lib
+from hsjax import metrics
 from hsjax.camera import Camera
 from hsjax.camera import intrinsics
 from hsjax.camera import project_points
@@ -185,10 +186,7 @@ def agreement_with_observations(body_model: body_lib.BodyModel, avatar, sequence
   from hsjax import evaluation  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   renders = evaluation.render_frames(avatar, body_model, poses, sequence.cameras,
                                      backend=backend, tile_capacity=tile_capacity)
-  alpha = np.asarray(renders["alpha"]) > 0.5
-  masks = np.asarray(sequence.masks) > 0.5
-  union = np.logical_or(alpha, masks).sum(axis=(1, 2))
-  iou = np.logical_and(alpha, masks).sum(axis=(1, 2)) / np.maximum(union, 1)
+  iou = metrics.mask_iou(renders["alpha"], sequence.masks)
   _, joints = body_lib.pose_frames_host(body_model, poses)
   uv, _ = jax.vmap(project_points)(sequence.cameras, jnp.asarray(joints))
   keypoints = np.asarray(sequence.keypoints_2d)
