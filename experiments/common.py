@@ -292,6 +292,7 @@ class FitFlags:
   densify_every: Any
   means_lr: Any
   camel_refresh_every: Any
+  fill_unseen_at: Any
   align_depth: Any
   depth_focal_power: Any
   depth_edge_px: Any
@@ -349,6 +350,10 @@ def define_fit_flags() -> FitFlags:
                                          "Steps between density-control passes (0: off)."),
       means_lr=flags.DEFINE_float("means_lr", dict(d.avatar_lrs)["means"],
                                   "Adam learning rate of the avatar's centres (metres)."),
+      fill_unseen_at=flags.DEFINE_integer(
+          "fill_unseen_at", d.fill_unseen_at, "Step after which the avatar's Gaussians the "
+          "training camera never faced take the colour of the seen side, mirrored through "
+          "their body part's coronal plane (hsjax.unseen); 0: never.", lower_bound=0),
       camel_refresh_every=flags.DEFINE_integer(
           "camel_refresh_every", d.camel_refresh_every,
           "Steps between searches of each Gaussian's nearest body vertex for the CAMEL terms "
@@ -416,14 +421,15 @@ def fit_config(f: FitFlags, body_model: str = "default", **overrides):
     kwargs["avatar_lrs"] = tuple(dict(base.avatar_lrs, means=f.means_lr.value).items())
   for name in ("steps", "warmup_steps", "pose_steps", "batch_frames", "num_gaussians",
                "sh_degree", "train_betas", "lr_betas", "learn_skinning", "nonrigid",
-               "densify_every", "camel_refresh_every", "align_depth", "depth_focal_power",
-               "depth_edge_px", "backend", "tile_capacity", "downsample", "max_fit_size",
-               "frame_cache_gb"):
+               "densify_every", "camel_refresh_every", "fill_unseen_at", "align_depth",
+               "depth_focal_power", "depth_edge_px", "backend", "tile_capacity", "downsample",
+               "max_fit_size", "frame_cache_gb"):
     if getattr(f, name).present:
       kwargs[name] = getattr(f, name).value
   steps = kwargs.get("steps", base.steps)
-  # The warm-up and density control must fit inside the schedule of a short fit.
-  for name in ("warmup_steps", "densify_from", "densify_until"):
+  # The warm-up, density control and the unseen sides' pass must fit inside the schedule of a
+  # short fit.
+  for name in ("warmup_steps", "densify_from", "densify_until", "fill_unseen_at"):
     kwargs[name] = min(kwargs.get(name, getattr(base, name)), steps)
   kwargs.update(overrides)
   try:

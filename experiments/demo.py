@@ -15,7 +15,7 @@ r"""The main demo: fit the default synthetic sequence and write every output.
    and ``viewer/``, the avatar moving in a browser (``experiments/view.py --serve`` shows it).
 
 ``python experiments/demo.py --preset=quality --output_dir=outputs/demo_quality`` fits at
-full resolution for 600 steps with the shape refined (about 3.5 minutes of fitting; numbers
+full resolution for 600 steps with the shape refined (about 2 minutes of fitting; numbers
 in README.md, "Presets: fast and quality").
 
 Every flag of ``experiments/fit.py`` works here too (``--helpfull``); this script only
@@ -23,13 +23,13 @@ changes the output folder and prints a summary. Re-running resumes from the chec
 ``outputs/demo/checkpoints`` (pass ``--overwrite`` to start over; a changed configuration is refused without it).
 
 Measured (2026-12-05, default FitConfig: 200 steps, 2000 Gaussians, 4 frames per step,
-tile capacity 128) on a 2-core machine: 67 s wall (sequence from the cache 0 s, fit 44 s,
-evaluation 15 s, outputs 4 s). Generating the sequence on the first run adds 15-45 s. It
-printed (mm; PSNR / SSIM in the person's bounding box)::
+tile capacity 128, the anchor tether, the unseen sides coloured at step 150) on a 2-core
+machine: 55 s wall (sequence from the cache 0 s, fit 37 s, evaluation 12 s, outputs 4 s).
+Generating the sequence on the first run adds 15-45 s. It printed (mm; PSNR / SSIM in the person's bounding box)::
 
   HMR init    MPJPE 77.1, PA-MPJPE 53.4, root 219.8, V2V 247.1
-  refined     MPJPE 25.8, PA-MPJPE 19.7, root  16.6, V2V  31.7   (-67 %, -63 %, -92 %, -87 %)
-  novel view 23.92 dB / 0.743, novel pose 26.91 dB / 0.841, training view 27.61 dB / 0.842
+  refined     MPJPE 24.6, PA-MPJPE 18.7, root  15.1, V2V  30.2   (-68 %, -65 %, -93 %, -88 %)
+  novel view 24.62 dB / 0.754, novel pose 27.26 dB / 0.849, training view 27.70 dB / 0.843
 
 (LPIPS is reported only where the ``lpips`` package and its weights are installed.)
 """

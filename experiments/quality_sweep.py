@@ -43,9 +43,12 @@ from hsjax.report import figures  # pylint: disable=g-import-not-at-top,wrong-im
 common.init_jax()
 
 # Variant name -> the fields changed from the fast preset, or the name of a preset. The shape,
-# warm-up and pose/CAMEL weights are explicit: the variants keep the meaning they had when the
-# quality preset was chosen (300-step fast preset, shape fixed, the former weights).
-_AS_CHOSEN = {"warmup_steps": 50, "loss_weights": fit.FORMER_POSE_WEIGHTS}
+# warm-up, pose/CAMEL weights, anchor tether and unseen sides' colour are explicit: the
+# variants keep the meaning they had when the quality preset was chosen (300-step fast preset,
+# shape fixed, the former weights, neither the tether nor the colour, both of 2026-12-05).
+_AS_CHOSEN = {"warmup_steps": 50,
+              "loss_weights": fit.FORMER_POSE_WEIGHTS + (("anchor_tether", 0.0),),
+              "fill_unseen_at": 0}
 _SHAPE_FIXED = {"train_betas": False, **_AS_CHOSEN}
 VARIANTS: dict[str, dict | str] = {
     "fast": "fast",
@@ -59,8 +62,19 @@ VARIANTS: dict[str, dict | str] = {
     "quality": "quality",
     # The fast preset's pose and CAMEL weights since 2026-12-05 (DEFAULT_LOSSES), warm-up a
     # sixth of the fit: the candidates of the preset's second choice.
-    "full_res_400_new_weights": {"downsample": 1, "steps": 400, "warmup_steps": 66},
-    "full_res_600_new_weights": {"downsample": 1, "steps": 600, "warmup_steps": 100},
+    "full_res_400_new_weights": {"downsample": 1, "steps": 400, "warmup_steps": 66,
+                                 "loss_weights": (("anchor_tether", 0.0),), "fill_unseen_at": 0},
+    "full_res_600_new_weights": {"downsample": 1, "steps": 600, "warmup_steps": 100,
+                                 "loss_weights": (("anchor_tether", 0.0),), "fill_unseen_at": 0},
+    # The quality preset as it was until 2026-12-05 (before the anchor tether and the unseen
+    # sides' colour), and the tether alone: the candidates of the preset's third choice.
+    "quality_2026_12_05": {"downsample": 1, "max_fit_size": 512, "steps": 600,
+                           "train_betas": True, **_AS_CHOSEN},
+    "quality_tether": {"downsample": 1, "max_fit_size": 512, "steps": 600, "train_betas": True,
+                       "warmup_steps": 50, "loss_weights": fit.FORMER_POSE_WEIGHTS,
+                       "fill_unseen_at": 0},
+    # The fast preset as it was until 2026-12-05 (before the tether and the colour).
+    "fast_2026_12_05": {"loss_weights": (("anchor_tether", 0.0),), "fill_unseen_at": 0},
 }
 # The variants the dev sweep compares (the quality preset is chosen among them).
 DEV_VARIANTS = ("fast", "full_res", "full_res_600", "full_res_600_betas", "full_res_1200")

@@ -183,7 +183,7 @@ def test_preset_flag_sets_the_preset_and_given_flags_override_it():
   assert mixed == json.loads(fit.preset(
       "quality", steps=40, warmup_steps=min(quality.warmup_steps, 40),
       densify_from=min(quality.densify_from, 40), densify_until=min(quality.densify_until, 40),
-      train_global_orient=False, train_body_pose=False,
+      fill_unseen_at=min(quality.fill_unseen_at, 40), train_global_orient=False, train_body_pose=False,
       loss_weights=(*quality.loss_weights, ("depth", 0.0)),  # --losses adds to the preset's
   ).to_json())
   assert dict(mixed["loss_weights"])["pose_prior"] == dict(quality.loss_weights)["pose_prior"]
@@ -191,20 +191,24 @@ def test_preset_flag_sets_the_preset_and_given_flags_override_it():
   assert same_as_fast["downsample"] == fast.downsample != quality.downsample
 
 
-def test_video_fit_takes_its_schedule_shape_and_size_unless_flags_or_preset_choose_them():
+def test_video_fit_takes_its_schedule_shape_size_and_fill_unless_flags_or_preset_choose_them():
   argvs = ((), ("--warmup_steps=5",), ("--warmup_steps=100000",), ("--steps=40",),
-           ("--train_betas",), ("--downsample=2",), ("--preset=quality",), ("--preset=fast",))
+           ("--train_betas",), ("--downsample=2",), ("--fill_unseen_at=7",),
+           ("--preset=quality",), ("--preset=fast",))
   got = _json_per_command_line(
       "import video", "json.dumps(video.video_fit_overrides(video._FIT))", argvs)
   from hsjax import video  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   steps, warmup = video.VIDEO_SCHEDULE
   shape = {"train_betas": video.VIDEO_TRAIN_BETAS}
   size = {"downsample": video.VIDEO_DOWNSAMPLE}
-  assert got == [{"steps": steps, "warmup_steps": warmup, **shape, **size},
-                 {"steps": steps, "warmup_steps": 5, **shape, **size},
-                 {"steps": steps, "warmup_steps": steps, **shape, **size}, {**shape, **size},
-                 {"steps": steps, "warmup_steps": warmup, **size},
-                 {"steps": steps, "warmup_steps": warmup, **shape}, {}, {}]
+  fill = {"fill_unseen_at": video.VIDEO_FILL_UNSEEN_AT}
+  assert got == [{"steps": steps, "warmup_steps": warmup, **shape, **size, **fill},
+                 {"steps": steps, "warmup_steps": 5, **shape, **size, **fill},
+                 {"steps": steps, "warmup_steps": steps, **shape, **size, **fill},
+                 {**shape, **size, "fill_unseen_at": 40},
+                 {"steps": steps, "warmup_steps": warmup, **size, **fill},
+                 {"steps": steps, "warmup_steps": warmup, **shape, **fill},
+                 {"steps": steps, "warmup_steps": warmup, **shape, **size}, {}, {}]
 
 
 # ------------------------------------------------------------------------------------------

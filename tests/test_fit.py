@@ -23,11 +23,11 @@ from hsjax import fit as fit_lib
 # vmap / sharding reorder float reductions; parameters of tiny fits agree to this.
 MULTI_TOL = 2e-5
 
-# Density control runs at steps 2 and 4 (every candidate qualifies), so the equality and
-# resume tests cover it too.
+# Density control runs at steps 2 and 4 (every candidate qualifies) and the unseen sides are
+# coloured after step 5 (between checkpoints), so the equality and resume tests cover both.
 CONFIG = fit_lib.FitConfig(
     steps=6, warmup_steps=2, batch_frames=2, num_gaussians=96, tile_capacity=32,
-    densify_every=2, densify_from=2, densify_until=4,
+    densify_every=2, densify_from=2, densify_until=4, fill_unseen_at=5,
     density=density_lib.DensityConfig(grad_threshold=0.0), log_every=1, checkpoint_every=2,
     progress=False, lr_body_pose=1e-2, lr_global_orient=1e-2, lr_transl=1e-2)
 
@@ -153,6 +153,32 @@ def test_poses_stop_after_pose_steps_while_the_avatar_trains_on(sequences, body_
   avatar_moved = [np.abs(seen[s + 1][1] - seen[s][1]).max() > 0 for s in range(1, 6)]
   assert pose_moved == [False, True, True, False, False]
   assert all(avatar_moved)
+
+
+def test_unseen_sides_are_coloured_once_at_their_step(sequences, body_model):
+  """After step ``fill_unseen_at`` the Gaussians the camera never faced take the seen side's
+  colour (hsjax.unseen, with its view-dependent bands zeroed); nothing else differs from a fit
+  without the pass until then."""
+  config = dataclasses.replace(CONFIG, eval_every=1)
+  seen = {}
+
+  def record(progress):
+    seen[progress.step] = np.asarray(progress.params.avatar.sh)
+
+  result = _fit(sequences[0], body_model, config=config, callbacks=[record])
+  assert result.history["unseen"]["step"] == 5
+  count = result.history["unseen"]["unseen"]
+  assert 0 < count < CONFIG.num_gaussians
+  assert np.sum(np.all(seen[5][:, 1:] == 0.0, axis=(1, 2))) >= count
+
+  without = {}
+  _fit(sequences[0], body_model, config=dataclasses.replace(config, fill_unseen_at=0),
+       callbacks=[lambda p: without.__setitem__(p.step, np.asarray(p.params.avatar.sh))])
+  np.testing.assert_array_equal(seen[4], without[4])
+  changed = np.any(seen[5] != without[5], axis=(1, 2))
+  assert changed.sum() >= count
+  with pytest.raises(ValueError, match=r"fill_unseen_at must lie in \[0, steps=6\], found 7"):
+    dataclasses.replace(CONFIG, fill_unseen_at=7)
 
 
 def test_fit_many_equals_single_fits(sequences, body_model):

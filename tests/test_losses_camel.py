@@ -148,3 +148,29 @@ def test_camel_nearest_vertices_prefers_the_cached_search(body_model):
   got = losses.camel_nearest_vertices(
       params, types.SimpleNamespace(body_model=body_model, camel_nearest=searched))
   np.testing.assert_array_equal(got, searched)
+
+
+def test_anchor_tether_is_a_band_around_each_anchor(scene, body_model):
+  """0 within the band (the initial avatar sits on its anchors), then the mean excess distance
+  of the active Gaussians; a slide along the skin costs as much as a move off it, and the
+  gradient is finite at the anchors."""
+  tether = losses.make_anchor_tether(delta=0.02)
+  avatar = scene.avatar
+  args = (scene.render, scene.frame)
+  ctx = scene.ctx
+  assert float(tether(*args, types.SimpleNamespace(avatar=avatar), ctx)) == 0.0
+  grad = jax.grad(lambda m: tether(*args, types.SimpleNamespace(
+      avatar=avatar.replace(means=m)), ctx))(avatar.means)
+  assert np.all(np.isfinite(np.asarray(grad)))
+
+  rng = np.random.default_rng(0)
+  direction = rng.normal(size=avatar.means.shape)
+  direction /= np.linalg.norm(direction, axis=-1, keepdims=True)
+  moved = avatar.replace(means=avatar.means + 0.05 * jnp.asarray(direction, jnp.float32))
+  value = float(tether(*args, types.SimpleNamespace(avatar=moved), ctx))
+  assert value == pytest.approx(0.03, rel=1e-4)  # every Gaussian 5 cm away, band 2 cm
+
+  # Only the active Gaussians count.
+  half = moved.replace(active=jnp.arange(avatar.num_gaussians) % 2 == 0)
+  assert float(tether(*args, types.SimpleNamespace(avatar=half), ctx)) == pytest.approx(
+      0.03, rel=1e-4)

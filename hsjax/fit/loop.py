@@ -25,6 +25,7 @@ from hsjax import body as body_lib
 from hsjax import density as density_lib
 from hsjax import losses as losses_lib
 from hsjax import metrics
+from hsjax import unseen as unseen_lib
 from hsjax.body import SMPLParams
 from hsjax.fit import checkpoints as ckpt_lib
 from hsjax.fit import multihost
@@ -143,6 +144,32 @@ def _density_pass(state: FitState, done: int, config: FitConfig, batched: bool
   results = [one(jax.tree_util.tree_map(lambda x, i=i: x[i], state)) for i in range(subjects)]
   stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *[r[0] for r in results])
   return stacked, {"subjects": [r[1] for r in results]}
+
+
+def _fill_unseen_pass(state: FitState, data: FitData, body_model: body_lib.BodyModel,
+                      config: FitConfig, batched: bool) -> tuple[FitState, dict]:
+  """The unseen sides of each subject's avatar coloured from the seen ones (hsjax.unseen),
+  measured on its valid training frames at the fitted resolution and current poses."""
+
+  def one(s: FitState, d: FitData) -> tuple[FitState, int]:
+    avatar = avatar_lib.combine(s.params.avatar, s.buffers)
+    coverage = unseen_lib.training_coverage(
+        avatar, body_model, s.params.poses, d.cameras(jnp.arange(d.num_frames)),
+        frames=np.flatnonzero(np.asarray(d.frame_valid)), settings=config.render_settings)
+    area = d.width * d.height / unseen_lib.REFERENCE_AREA
+    mask = unseen_lib.unseen_gaussians(avatar, coverage,
+                                       min_exposure=config.unseen_min_exposure * area)
+    params, buffers = avatar_lib.split(unseen_lib.fill_unseen(avatar, body_model, mask))
+    return s.replace(params=s.params.replace(avatar=params), buffers=buffers), int(mask.sum())
+
+  if not batched:
+    state, count = one(state, data)
+    return state, {"unseen": count}
+  subjects = state.step.shape[0]
+  results = [one(*jax.tree_util.tree_map(lambda x, i=i: x[i], (state, data)))
+             for i in range(subjects)]
+  stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *[r[0] for r in results])
+  return stacked, {"unseen": [r[1] for r in results]}
 
 
 def _refresh_camel_nearest(state: FitState, body_model: body_lib.BodyModel, config: FitConfig,
@@ -314,6 +341,14 @@ def _run(state: FitState, data: FitData, sources: Sequence[FrameSource],
         history.setdefault("density", []).append({"step": done,
                                                   **_to_py(multihost.to_host(info))})
         refresh = True  # moved and new Gaussians need their reference vertices
+      if config.fill_unseen_at and done == config.fill_unseen_at:
+        # Every process colours every subject (the same result); then the shards are put back.
+        state, info = _fill_unseen_pass(multihost.addressable(state),
+                                        multihost.addressable(data), body_model, config,
+                                        batched)
+        history["unseen"] = {"step": done, **info}
+        if mesh is not None:
+          state = multihost.put(state, sharded)
       if refresh and done < config.steps:
         state = _refresh_camel_nearest(state, body_model, config, batched)
         if mesh is not None:

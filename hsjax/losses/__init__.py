@@ -8,6 +8,8 @@ module per family: :mod:`~hsjax.losses.image`, :mod:`~hsjax.losses.depth`,
 :mod:`~hsjax.losses.camel`.
 """
 
+from hsjax.losses.avatar import anchor_tether
+from hsjax.losses.avatar import make_anchor_tether
 from hsjax.losses.avatar import make_scale_regularizer
 from hsjax.losses.avatar import nonrigid_reg
 from hsjax.losses.avatar import opacity_reg
@@ -84,6 +86,9 @@ DEFAULT_LOSSES: dict[str, tuple[Weight, Term]] = {
     "camel_surface": (0.01, camel_surface),
     "camel_flatness": (0.01, make_camel_flatness()),
     "camel_coverage": (0.0, make_camel_coverage()),
+    # Chosen on the dev split (2026-12-05, BENCHMARKS.md, "Dev split"): a Gaussian sliding
+    # along the skin far from its anchor lets the avatar absorb a constant pose error.
+    "anchor_tether": (30.0, anchor_tether),
     # Off unless the sequence has 2D keypoints worth trusting: the video front end switches it
     # on (hsjax.video.VIDEO_LOSS_WEIGHTS), every other fit is unchanged.
     "keypoints_2d": (0.0, keypoints_2d),
@@ -98,6 +103,7 @@ __all__ = [
     "Term",
     "Weight",
     "align_scale_shift",
+    "anchor_tether",
     "betas_population_prior",
     "betas_prior",
     "camel_nearest_vertices",
@@ -113,6 +119,7 @@ __all__ = [
     "make_camel_coverage",
     "make_camel_flatness",
     "make_camel_point_to_mesh",
+    "make_anchor_tether",
     "make_camel_surface",
     "make_depth_chamfer",
     "make_keypoints_2d",

@@ -30,6 +30,32 @@ def make_scale_regularizer(max_scale: float = 0.02) -> Term:
 scale_reg = make_scale_regularizer()
 
 
+def make_anchor_tether(delta: float = 0.02) -> Term:
+  """Band penalty ``mean_active(max(|μ − a| − δ, 0))`` on each Gaussian's canonical distance
+  from its anchor ``a`` on the template surface (face and barycentric coordinates).
+
+  The CAMEL point-to-mesh band measures the distance along the surface normal only, so a
+  Gaussian may slide along the skin at no cost; sliding far from its anchor lets the avatar
+  bake a constant pose error into its canonical shape (a torso that leans in every frame is
+  drawn upright by Gaussians that slid sideways), which the poses then never correct.
+  """
+
+  def anchor_tether(render, frame, params, ctx) -> jax.Array:
+    del render, frame
+    avatar = params.avatar
+    model = ctx.body_model
+    anchors = avatar_lib.interpolate_vertex_values(model.v_template, model.faces,
+                                                   avatar.face_ids, avatar.barycentrics)
+    # The epsilon keeps the gradient finite at the anchor itself (where every Gaussian starts).
+    distance = jnp.sqrt(jnp.sum(jnp.square(avatar.means - anchors), axis=-1) + 1e-12)
+    return active_mean(jax.nn.relu(distance - delta), avatar.active)
+
+  return anchor_tether
+
+
+anchor_tether = make_anchor_tether()
+
+
 def opacity_reg(render, frame, params, ctx) -> jax.Array:
   """``mean_active(o (1 − o))``: pushes opacities to 0 or 1.
 

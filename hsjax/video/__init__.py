@@ -26,6 +26,7 @@ from hsjax.video.observations import Observer
 from hsjax.video.observations import load_observations
 from hsjax.video.pipeline import DEFAULT_DIAGONAL_FOV_DEG
 from hsjax.video.pipeline import VIDEO_DOWNSAMPLE
+from hsjax.video.pipeline import VIDEO_FILL_UNSEEN_AT
 from hsjax.video.pipeline import VIDEO_LOSS_WEIGHTS
 from hsjax.video.pipeline import VIDEO_SCHEDULE
 from hsjax.video.pipeline import VIDEO_TRAIN_BETAS
@@ -46,6 +47,7 @@ __all__ = [
     "Observations",
     "Observer",
     "VIDEO_DOWNSAMPLE",
+    "VIDEO_FILL_UNSEEN_AT",
     "VIDEO_LOSS_WEIGHTS",
     "VIDEO_SCHEDULE",
     "VIDEO_TRAIN_BETAS",

@@ -56,10 +56,17 @@ DEFAULT_DIAGONAL_FOV_DEG = 2.0 * math.degrees(math.atan(0.5))
 # 84.5 mm; factor 1, mask 10: 0.902 / 109.7 / 84.9; also with joint smoothness 3: 0.903 /
 # 109.9 / 85.0. On kick:7 and spin:6, factor 2 with mask 20 gave +0.007 IoU only, and factor 1
 # with mask 2 or 30: 0.863 or 0.881 (mask 10: 0.879).
+#
+# The anchor tether (the library's 30 since 2026-12-05) is off: these were chosen without it.
 VIDEO_LOSS_WEIGHTS = tuple({**dict(FORMER_POSE_WEIGHTS), "keypoints_2d": 0.1,
-                            "pose_prior": 0.001, "mask": 10.0}.items())
+                            "pose_prior": 0.001, "mask": 10.0, "anchor_tether": 0.0}.items())
 # A video fit's schedule (steps, warm-up), chosen above; --steps or --preset replace it.
 VIDEO_SCHEDULE = (600, 100)
+# The step after which the avatar's sides the camera never faced take the seen side's colour
+# (FitConfig.fill_unseen_at): 100 steps before the end, as the quality preset. A person filmed
+# from the front otherwise shows a grey back in the orbit video. It changes no pixel the
+# camera saw by much (the fit re-fits them afterwards) and so neither the poses nor the mask.
+VIDEO_FILL_UNSEEN_AT = 500
 # Whether a video fit refines the shape of the landmark initialisation (FitConfig.train_betas;
 # --train_betas or --preset replace it). The settings above were chosen with it fixed; refined
 # at the library's rate it changed nothing that matters on the same clips: improvement over
