@@ -177,8 +177,11 @@ def test_unseen_sides_are_coloured_once_at_their_step(sequences, body_model):
   np.testing.assert_array_equal(seen[4], without[4])
   changed = np.any(seen[5] != without[5], axis=(1, 2))
   assert changed.sum() >= count
-  with pytest.raises(ValueError, match=r"fill_unseen_at must lie in \[0, steps=6\], found 7"):
-    dataclasses.replace(CONFIG, fill_unseen_at=7)
+  # A step the fit never reaches: no pass (as density control's steps).
+  beyond = _fit(sequences[0], body_model, config=dataclasses.replace(CONFIG, fill_unseen_at=7))
+  assert "unseen" not in beyond.history
+  with pytest.raises(ValueError, match=r"fill_unseen_at must be >= 0, found -1"):
+    dataclasses.replace(CONFIG, fill_unseen_at=-1)
 
 
 def test_fit_many_equals_single_fits(sequences, body_model):
