@@ -138,24 +138,14 @@ def render_frames(avatar: avatar_lib.Avatar, body_model: body_lib.BodyModel,
   """
   num_frames = int(np.asarray(poses.body_pose).shape[0])
   frames = np.arange(num_frames) if frames is None else np.asarray(frames, np.int64)
-  k_all = np.asarray(cameras.K, np.float32)
-  w2c_all = np.asarray(cameras.world_to_cam, np.float32)
-  betas = jnp.asarray(poses.betas, jnp.float32)
   settings = forward.RenderSettings(background=tuple(float(c) for c in np.asarray(background)),
                                     backend=backend, tile_capacity=tile_capacity)
-  body_pose = np.asarray(poses.body_pose, np.float32)
-  global_orient = np.asarray(poses.global_orient, np.float32)
-  transl = np.asarray(poses.transl, np.float32)
   out = {"rgb": [], "alpha": [], "depth": [], "overflow": []}
-  for t in tqdm.tqdm(frames, desc=desc, disable=not progress, leave=False, dynamic_ncols=True):
-    k = k_all if k_all.ndim == 2 else k_all[t]
-    w2c = w2c_all if w2c_all.ndim == 2 else w2c_all[t]
-    pose = body_lib.SMPLParams(betas=betas, body_pose=jnp.asarray(body_pose[t]),
-                               global_orient=jnp.asarray(global_orient[t]),
-                               transl=jnp.asarray(transl[t]))
+  bar = tqdm.tqdm(frames, desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
+  for _, pose, k, w2c in forward.frames_on_host(poses, cameras, bar):
     rgb, alpha, depth, overflow = _render_posed(
-        avatar, body_model, pose, jnp.asarray(k), jnp.asarray(w2c), width=cameras.width,
-        height=cameras.height, settings=settings)
+        avatar, body_model, pose, k, w2c, width=cameras.width, height=cameras.height,
+        settings=settings)
     for name, value in (("rgb", rgb), ("alpha", alpha), ("depth", depth),
                         ("overflow", overflow)):
       out[name].append(np.asarray(value))

@@ -18,10 +18,12 @@ of the loss terms (``hsjax.losses``).
 from __future__ import annotations
 
 import dataclasses
+from typing import Iterable, Iterator
 
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from hsjax import avatar as avatar_lib
 from hsjax import body as body_lib
@@ -116,6 +118,31 @@ def render_frames(gaussians: Gaussians, cameras: Camera, settings: RenderSetting
     return jax.vmap(lambda g, c: render_frame(g, c, settings))(gaussians, cameras)
   return jax.vmap(lambda g, c, o: render_frame(g, c, settings, o))(gaussians, cameras,
                                                                    screen_offsets)
+
+
+def frames_on_host(poses: SMPLParams, cameras: Camera, frames: Iterable[int]
+                   ) -> Iterator[tuple[int, SMPLParams, jax.Array, jax.Array]]:
+  """One frame at a time, for host loops over sequences too long for one batch: yields
+  ``(t, pose, K [3, 3], world_to_cam [4, 4])`` for each ``t`` of ``frames``.
+
+  Args:
+    poses: ``betas [B]``, ``body_pose [T, 23, 3]``, ``global_orient [T, 3]``, ``transl [T, 3]``
+      (numpy or JAX); each ``pose`` is frame ``t``'s, float32.
+    cameras: ``K [T, 3, 3]`` / ``world_to_cam [T, 4, 4]``, or unbatched (the same camera for
+      every frame).
+    frames: the frame indices, in order (e.g. wrapped in a progress bar).
+  """
+  k_all = np.asarray(cameras.K, np.float32)
+  w2c_all = np.asarray(cameras.world_to_cam, np.float32)
+  betas = jnp.asarray(poses.betas, jnp.float32)
+  body_pose = np.asarray(poses.body_pose, np.float32)
+  global_orient = np.asarray(poses.global_orient, np.float32)
+  transl = np.asarray(poses.transl, np.float32)
+  for t in frames:
+    pose = SMPLParams(betas=betas, body_pose=jnp.asarray(body_pose[t]),
+                      global_orient=jnp.asarray(global_orient[t]), transl=jnp.asarray(transl[t]))
+    yield (int(t), pose, jnp.asarray(k_all if k_all.ndim == 2 else k_all[t]),
+           jnp.asarray(w2c_all if w2c_all.ndim == 2 else w2c_all[t]))
 
 
 # ------------------------------------------------------------------------------------------

@@ -103,23 +103,13 @@ def training_coverage(avatar: avatar_lib.Avatar, body_model: body_lib.BodyModel,
     frames: indices of the frames to count (default all T).
     settings: the renderer's backend, tile capacity and overlap (the background is ignored).
   """
-  body_pose = np.asarray(poses.body_pose, np.float32)
-  global_orient = np.asarray(poses.global_orient, np.float32)
-  transl = np.asarray(poses.transl, np.float32)
-  betas = jnp.asarray(poses.betas, jnp.float32)
-  frames = np.arange(body_pose.shape[0]) if frames is None else np.asarray(frames, np.int64)
-  k_all = np.asarray(cameras.K, np.float32)
-  w2c_all = np.asarray(cameras.world_to_cam, np.float32)
+  frames = (np.arange(np.shape(poses.body_pose)[0]) if frames is None
+            else np.asarray(frames, np.int64))
   weight = np.zeros((avatar.num_gaussians,), np.float64)
   exposure = np.zeros((avatar.num_gaussians,), np.float64)
-  for t in frames:
-    pose = body_lib.SMPLParams(betas=betas, body_pose=jnp.asarray(body_pose[t]),
-                               global_orient=jnp.asarray(global_orient[t]),
-                               transl=jnp.asarray(transl[t]))
-    w, e = _frame_coverage(avatar, body_model, pose,
-                           jnp.asarray(k_all if k_all.ndim == 2 else k_all[t]),
-                           jnp.asarray(w2c_all if w2c_all.ndim == 2 else w2c_all[t]),
-                           width=cameras.width, height=cameras.height, settings=settings)
+  for _, pose, k, w2c in forward.frames_on_host(poses, cameras, frames):
+    w, e = _frame_coverage(avatar, body_model, pose, k, w2c, width=cameras.width,
+                           height=cameras.height, settings=settings)
     weight += np.asarray(w)
     exposure += np.asarray(e)
   active = np.asarray(avatar.active)
