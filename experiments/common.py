@@ -300,6 +300,8 @@ class FitFlags:
   tile_capacity: Any
   downsample: Any
   max_fit_size: Any
+  person_crop: Any
+  person_crop_margin: Any
   frame_cache_gb: Any
   fit_seed: Any
   progress: Any
@@ -377,6 +379,14 @@ def define_fit_flags() -> FitFlags:
       max_fit_size=flags.DEFINE_integer(
           "max_fit_size", d.max_fit_size, "Largest long side (pixels) of the fitted images: "
           "the --downsample factor grows until the frames fit (0: no limit).", lower_bound=0),
+      person_crop=flags.DEFINE_bool(
+          "person_crop", d.person_crop, "Fit a window around the person in each frame (one "
+          "size for the sequence, placed on each frame's mask) instead of the whole frame; "
+          "--downsample and --max_fit_size then apply to the window."),
+      person_crop_margin=flags.DEFINE_float(
+          "person_crop_margin", d.person_crop_margin, "With --person_crop: the largest mask "
+          "box is widened by this fraction of its size on each side.", lower_bound=0.0,
+          upper_bound=1.0),
       frame_cache_gb=flags.DEFINE_float(
           "frame_cache_gb", d.frame_cache_gb, "Host memory (GiB per sequence) for prepared "
           "frames; frames beyond it are read from disk again when a step draws them (0: "
@@ -423,7 +433,7 @@ def fit_config(f: FitFlags, body_model: str = "default", **overrides):
                "sh_degree", "train_betas", "lr_betas", "learn_skinning", "nonrigid",
                "densify_every", "camel_refresh_every", "fill_unseen_at", "align_depth",
                "depth_focal_power", "depth_edge_px", "backend", "tile_capacity", "downsample",
-               "max_fit_size", "frame_cache_gb"):
+               "max_fit_size", "person_crop", "person_crop_margin", "frame_cache_gb"):
     if getattr(f, name).present:
       kwargs[name] = getattr(f, name).value
   steps = kwargs.get("steps", base.steps)

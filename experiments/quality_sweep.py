@@ -50,6 +50,10 @@ _AS_CHOSEN = {"warmup_steps": 50,
               "loss_weights": fit.FORMER_POSE_WEIGHTS + (("anchor_tether", 0.0),),
               "fill_unseen_at": 0}
 _SHAPE_FIXED = {"train_betas": False, **_AS_CHOSEN}
+# The quality preset of 2026-12-05 with the anchor tether and the unseen sides' colour.
+_QUALITY_TETHER_FILL = {"downsample": 1, "max_fit_size": 512, "steps": 600, "train_betas": True,
+                        "warmup_steps": 50, "loss_weights": fit.FORMER_POSE_WEIGHTS,
+                        "fill_unseen_at": 500}
 VARIANTS: dict[str, dict | str] = {
     "fast": "fast",
     "full_res": {"downsample": 1, "steps": 300, **_SHAPE_FIXED},
@@ -70,9 +74,12 @@ VARIANTS: dict[str, dict | str] = {
     # sides' colour), and the tether alone: the candidates of the preset's third choice.
     "quality_2026_12_05": {"downsample": 1, "max_fit_size": 512, "steps": 600,
                            "train_betas": True, **_AS_CHOSEN},
-    "quality_tether": {"downsample": 1, "max_fit_size": 512, "steps": 600, "train_betas": True,
-                       "warmup_steps": 50, "loss_weights": fit.FORMER_POSE_WEIGHTS,
-                       "fill_unseen_at": 0},
+    "quality_tether": {**_QUALITY_TETHER_FILL, "fill_unseen_at": 0},
+    # The quality preset with the tether and the colour (2026-12-05) and before its fourth
+    # choice: SH degree 1, whole frames; and the two candidates of that choice.
+    "quality_tether_fill": _QUALITY_TETHER_FILL,
+    "quality_sh0": {**_QUALITY_TETHER_FILL, "sh_degree": 0},
+    "quality_crop": {**_QUALITY_TETHER_FILL, "person_crop": True},
     # The fast preset as it was until 2026-12-05 (before the tether and the colour).
     "fast_2026_12_05": {"loss_weights": (("anchor_tether", 0.0),), "fill_unseen_at": 0},
 }

@@ -50,6 +50,9 @@ _BONES_WEIGHT = flags.DEFINE_float("bones_weight", -1.0, "Weight of the world la
                                    "directions in the initialisation (-1: InitConfig's).")
 _LOSSES = flags.DEFINE_string("losses", "", "Loss weights over the video fit's, as "
                               "name:weight,... (e.g. anchor_tether:30).")
+_PERSON_CROP = flags.DEFINE_bool("person_crop", None, "Fit windows around the person instead "
+                                  "of whole frames (FitConfig.person_crop; default: the video "
+                                  "fit's, hsjax.video.VIDEO_PERSON_CROP).")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "runs/video_synthetic", "Where results go.")
 
 
@@ -127,7 +130,9 @@ def main(argv):
                              fill_unseen_at=min(video.VIDEO_FILL_UNSEEN_AT, steps),
                              loss_weights=tuple(weights.items()),
                              train_betas=video.VIDEO_TRAIN_BETAS,
-                             downsample=video.VIDEO_DOWNSAMPLE, progress=False)
+                             downsample=video.VIDEO_DOWNSAMPLE,
+                             person_crop=(video.VIDEO_PERSON_CROP if _PERSON_CROP.value is None
+                                          else _PERSON_CROP.value), progress=False)
       t3 = time.perf_counter()
       result = fit.fit(vseq, config, key=jax.random.key(0), body_model=body_model)
       row["fit_s"] = time.perf_counter() - t3

@@ -25,7 +25,7 @@ SEQUENCE = ("sequence", "format", "seed", "hmr_noise", "num_frames", "image_size
 FIT = ("preset", "steps", "warmup_steps", "pose_steps", "batch_frames", "num_gaussians",
        "sh_degree", "losses", "refine", "train_betas", "lr_betas", "learn_skinning", "nonrigid",
        "densify_every", "means_lr", "camel_refresh_every", "backend", "tile_capacity",
-       "downsample", "max_fit_size", "fit_seed", "progress")
+       "downsample", "max_fit_size", "person_crop", "person_crop_margin", "fit_seed", "progress")
 OUT = ("output_dir", "eval_stride", "bbox_margin", "num_panels", "orbit_frames", "videos", "overwrite",
        "lpips")
 SCRIPT_FLAGS = {
@@ -191,23 +191,26 @@ def test_preset_flag_sets_the_preset_and_given_flags_override_it():
   assert same_as_fast["downsample"] == fast.downsample != quality.downsample
 
 
-def test_video_fit_takes_its_schedule_shape_size_and_fill_unless_flags_or_preset_choose_them():
+def test_video_fit_takes_its_schedule_shape_size_crop_and_fill_unless_flags_or_preset_choose_them():
   argvs = ((), ("--warmup_steps=5",), ("--warmup_steps=100000",), ("--steps=40",),
-           ("--train_betas",), ("--downsample=2",), ("--fill_unseen_at=7",),
+           ("--train_betas",), ("--downsample=2",), ("--person_crop",), ("--fill_unseen_at=7",),
            ("--preset=quality",), ("--preset=fast",))
   got = _json_per_command_line(
       "import video", "json.dumps(video.video_fit_overrides(video._FIT))", argvs)
   from hsjax import video  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   steps, warmup = video.VIDEO_SCHEDULE
   shape = {"train_betas": video.VIDEO_TRAIN_BETAS}
-  size = {"downsample": video.VIDEO_DOWNSAMPLE}
+  size = {"downsample": video.VIDEO_DOWNSAMPLE, "person_crop": video.VIDEO_PERSON_CROP}
   fill = {"fill_unseen_at": video.VIDEO_FILL_UNSEEN_AT}
   assert got == [{"steps": steps, "warmup_steps": warmup, **shape, **size, **fill},
                  {"steps": steps, "warmup_steps": 5, **shape, **size, **fill},
                  {"steps": steps, "warmup_steps": steps, **shape, **size, **fill},
                  {**shape, **size, "fill_unseen_at": 40},
                  {"steps": steps, "warmup_steps": warmup, **size, **fill},
-                 {"steps": steps, "warmup_steps": warmup, **shape, **fill},
+                 {"steps": steps, "warmup_steps": warmup, **shape,
+                  "person_crop": video.VIDEO_PERSON_CROP, **fill},
+                 {"steps": steps, "warmup_steps": warmup, **shape,
+                  "downsample": video.VIDEO_DOWNSAMPLE, **fill},
                  {"steps": steps, "warmup_steps": warmup, **shape, **size}, {}, {}]
 
 

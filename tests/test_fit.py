@@ -200,6 +200,19 @@ def test_fit_many_equals_single_fits(sequences, body_model):
                                single.history["total"], rtol=MULTI_TOL)
 
 
+def test_fit_many_fits_people_of_different_sizes_in_one_crop_size(sequences, body_model):
+  """With person crops, subjects whose people differ in size share one window size (a step
+  stacks their frames), each placed on its own person."""
+  config = dataclasses.replace(CONFIG, person_crop=True, steps=3, fill_unseen_at=0,
+                               densify_every=0)
+  sources = [fit_lib.FrameSource(s, config) for s in sequences]
+  assert len({(src.height, src.width) for src in sources}) == 2  # alone, they would differ
+  many = fit_lib.fit_many(sequences, config, keys=many_keys(), losses=LOSSES,
+                          body_model=body_model)
+  assert np.all(np.isfinite(many.history["total"]))
+  assert np.all(np.isfinite(np.asarray(many.poses.body_pose)))
+
+
 def test_sharded_equals_unsharded(sequences, body_model):
   assert jax.device_count() >= 2, "conftest.py sets 2 host devices"
   keys = many_keys()

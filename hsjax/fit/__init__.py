@@ -58,7 +58,8 @@ Usage::
   baseline = hsjax.fit(sequence, hsjax.FitConfig().avatar_only(), key=jax.random.key(0))
 
 Modules: :mod:`~hsjax.fit.config` (:class:`FitConfig`), :mod:`~hsjax.fit.data` (the host
-edge: :class:`FrameSource`, :func:`prepare_data`), :mod:`~hsjax.fit.step` (the pure step) and
+edge: :class:`FrameSource`, :func:`prepare_data`), :mod:`~hsjax.fit.crop` (windows around
+the person, ``FitConfig.person_crop``), :mod:`~hsjax.fit.step` (the pure step) and
 :mod:`~hsjax.fit.loop` (the loop, :func:`fit`, :func:`fit_many`). The package itself is
 callable as :func:`fit`: ``hsjax.fit(sequence, config, key=...)`` runs a fit and
 ``hsjax.fit.FitConfig`` names the configuration, so the function and the package share the

@@ -55,8 +55,15 @@ class FitConfig:
   downsample: int = 2
   # Long side, pixels, that the fitted images may not exceed (0: no limit): the factor grows
   # beyond `downsample` to the smallest one that divides the image size and meets the limit
-  # (fit_downsample). Whole frames are fitted, not crops of the person.
+  # (fit_downsample), or with `person_crop` until the crop's long side is at most that.
   max_fit_size: int = 0
+  # Fit a window around the person in each frame instead of the whole frame (hsjax.fit.crop):
+  # one size for the sequence (the largest mask box widened by `person_crop_margin` of its
+  # size on each side), placed per frame on the mask's box, with the principal point moved to
+  # match. `downsample` and `max_fit_size` then apply to the crop: a small person in a large
+  # frame is fitted at the frame's resolution for the cost of the person's pixels.
+  person_crop: bool = False
+  person_crop_margin: float = 0.15
   backend: str = "auto"  # rasteriser backend: auto | xla | pallas | reference.
   tile_capacity: int = 128  # Gaussians kept per 16x16 tile (overflow is counted).
   # Tiles a Gaussian is listed in: "ellipse" (those its alpha >= 1/255 ellipse reaches) or
@@ -163,6 +170,9 @@ class FitConfig:
       raise ValueError(f"FitConfig.downsample must be an integer >= 1, found {self.downsample}")
     if self.max_fit_size < 0:
       raise ValueError(f"FitConfig.max_fit_size must be >= 0, found {self.max_fit_size}")
+    if not 0.0 <= self.person_crop_margin <= 1.0:
+      raise ValueError(f"FitConfig.person_crop_margin must lie in [0, 1], found "
+                       f"{self.person_crop_margin}")
     if self.depth_edge_px < 0:
       raise ValueError(f"FitConfig.depth_edge_px must be >= 0, found {self.depth_edge_px}")
     if self.frame_cache_gb < 0:
@@ -189,6 +199,14 @@ class FitConfig:
         return factor
     raise ValueError(f"FitConfig.max_fit_size={self.max_fit_size}: no factor divides the image "
                      f"size {(width, height)} and reduces it that far")
+
+  def crop_factor(self, height: int, width: int) -> int:
+    """The factor by which person crops of ``height`` x ``width`` pixels are fitted:
+    ``downsample``, or with ``max_fit_size`` the smallest factor >= it that leaves the long
+    side at most ``max_fit_size`` (the crop's size is then rounded to a multiple of it)."""
+    if not self.max_fit_size:
+      return self.downsample
+    return max(self.downsample, -(-max(height, width) // self.max_fit_size))
 
   @property
   def pose_end(self) -> int:
@@ -241,9 +259,14 @@ def _quality() -> FitConfig:
   # the pose and CAMEL weights are those it was chosen with (the fast preset's until
   # 2026-12-05). With them, the anchor tether of DEFAULT_LOSSES and the unseen sides coloured
   # 100 steps before the end (three dev sequences, 2026-12-05: novel pose +1.3 dB, novel view
-  # +0.6 dB, MPJPE -6 mm; BENCHMARKS.md, "The anchor tether and the unseen sides").
+  # +0.6 dB, MPJPE -6 mm; BENCHMARKS.md, "The anchor tether and the unseen sides"). The
+  # colour has no view-dependent part (SH degree 0): one camera that rarely sees a body part
+  # from more than one side cannot fit one, and what it fits shows as wrong colour in other
+  # views (three dev sequences: novel view +0.54 dB, novel pose +0.07 dB; BENCHMARKS.md,
+  # "View-independent colour and person crops").
   return FitConfig(downsample=1, max_fit_size=512, steps=600, warmup_steps=50,
-                   train_betas=True, loss_weights=FORMER_POSE_WEIGHTS, fill_unseen_at=500)
+                   train_betas=True, loss_weights=FORMER_POSE_WEIGHTS, fill_unseen_at=500,
+                   sh_degree=0)
 
 
 # Named configurations. "fast" is FitConfig's defaults (the demo's). "quality" fits at the

@@ -32,6 +32,7 @@ from hsjax.body import BodyModel
 from hsjax.body import SMPLParams
 from hsjax.camera import Camera
 from hsjax.fit import align
+from hsjax.fit import crop as crop_lib
 from hsjax.fit.config import FitConfig
 
 
@@ -54,6 +55,9 @@ class FitData:
   keypoint_conf: jax.Array  # [T, 24] confidence in [0, 1]; all 0 without keypoints.
   frame_valid: jax.Array  # [T] bool; False on padding frames (multi-subject fits).
   mean_color: jax.Array  # [3] mean RGB over the person's pixels of every frame.
+  # [] the whole frame's area in fitted pixels (larger than width x height when the fit sees
+  # crops of the person): what per-frame pixel thresholds are scaled with.
+  frame_area: jax.Array
   width: int = flax.struct.field(pytree_node=False)  # W, pixels.
   height: int = flax.struct.field(pytree_node=False)  # H, pixels.
 
@@ -90,13 +94,15 @@ class FrameSource:
   ``config.mask_background``, metric depth with its own intrinsics multiplied by
   :func:`focal_ratio`, non-finite depth set to 0 (invalid), then area-downsampled by
   ``factor`` (``config.fit_downsample`` of the frame size); depth within
-  ``config.depth_edge_px`` pixels of the silhouette is set to 0 (:func:`interior`). Prepared
-  frames are kept while they fit in ``config.frame_cache_gb``; the others are prepared again
-  from the sequence when asked for.
+  ``config.depth_edge_px`` pixels of the silhouette is set to 0 (:func:`interior`). With
+  ``config.person_crop`` each frame is first cut to its window around the person (``crop``,
+  default :func:`hsjax.fit.crop.person_crops` of this sequence alone; ``self.crop``), and the
+  factor is the crop's (``config.crop_factor``). Prepared frames are kept while they fit in
+  ``config.frame_cache_gb``; the others are prepared again from the sequence when asked for.
   Safe to call from a prefetching thread.
   """
 
-  def __init__(self, sequence, config: FitConfig):
+  def __init__(self, sequence, config: FitConfig, *, crop: crop_lib.PersonCrop | None = None):
     images, masks = sequence.images, sequence.masks
     _check(len(images.shape) == 4 and images.shape[-1] == 3,
            f"sequence.images: expected [T, H, W, 3], found {tuple(images.shape)}")
@@ -110,7 +116,19 @@ class FrameSource:
     kind = getattr(sequence, "depth_kind", "metric") or "metric"
     if kind not in ("metric", "relative"):
       raise ValueError(f"sequence.depth_kind: expected 'metric' or 'relative', found {kind!r}")
-    self.factor = config.fit_downsample(h, w)  # the fitted images are this much smaller
+    self.image_size = (h, w)  # the sequence's frames, pixels
+    if crop is None and config.person_crop:
+      (crop,), _ = crop_lib.person_crops([masks], margin=config.person_crop_margin,
+                                         factor_of=config.crop_factor,
+                                         progress=config.progress and t >= 100)
+    self.crop = crop
+    if crop is None:
+      self.factor = config.fit_downsample(h, w)  # the fitted images are this much smaller
+    else:
+      _check(crop.origins.shape == (t, 2),
+             f"person crop: expected origins of shape {(t, 2)}, found {crop.origins.shape}")
+      self.factor = config.crop_factor(crop.height, crop.width)
+      h, w = crop.height, crop.width
     self._edge_px = config.depth_edge_px
     self._images, self._masks = images, masks
     self.depth_kind = kind
@@ -183,6 +201,9 @@ class FrameSource:
     else:
       depth = np.asarray(self._depth[t], np.float32)
       depth = np.where(np.isfinite(depth), depth, 0.0) * self._depth_scale[t]
+    if self.crop is not None:
+      rows, cols = self.crop.window(t)
+      image, mask, depth = image[rows, cols], mask[rows, cols], depth[rows, cols]
     if self._background is not None:
       image = image * mask[..., None] + self._background * (1.0 - mask[..., None])
     if self.factor > 1:
@@ -216,7 +237,7 @@ def prepare_data(sequence, config: FitConfig, body_model: BodyModel | None = Non
   """
   source = FrameSource(sequence, config) if source is None else source
   t = source.num_frames
-  h, w = source.height * source.factor, source.width * source.factor
+  h, w = source.image_size
   cams = sequence.cameras
   k = np.broadcast_to(np.asarray(cams.K, np.float32), (t, 3, 3))
   w2c = np.broadcast_to(np.asarray(cams.world_to_cam, np.float32), (t, 4, 4))
@@ -243,9 +264,13 @@ def prepare_data(sequence, config: FitConfig, body_model: BodyModel | None = Non
     depth_k = np.broadcast_to(depth_k, (t, 3, 3))
     if config.depth_focal_power and source.depth_kind == "metric" and source.has_depth:
       depth_k = k  # the source rescales the depth to the camera's focal length
+  origins = np.zeros((t, 2), np.float32)
+  if source.crop is not None:
+    k, depth_k = source.crop.shift_intrinsics(k), source.crop.shift_intrinsics(depth_k)
+    origins = source.crop.origins.astype(np.float32)
   k = _scale_intrinsics(k, source.factor)
   depth_k = _scale_intrinsics(depth_k, source.factor)
-  keypoints, keypoint_conf = _keypoints(sequence, t, source.factor)
+  keypoints, keypoint_conf = _keypoints(sequence, t, source.factor, origins)
   init = SMPLParams(betas=jnp.asarray(betas),
                     body_pose=jnp.asarray(hmr.body_pose, jnp.float32),
                     global_orient=jnp.asarray(hmr.global_orient, jnp.float32),
@@ -267,6 +292,7 @@ def prepare_data(sequence, config: FitConfig, body_model: BodyModel | None = Non
                  world_to_cam=jnp.asarray(w2c), init=init,
                  keypoints=jnp.asarray(keypoints), keypoint_conf=jnp.asarray(keypoint_conf),
                  frame_valid=jnp.ones((t,), bool), mean_color=jnp.asarray(mean_color),
+                 frame_area=jnp.asarray(h * w / source.factor**2, jnp.float32),
                  width=source.width, height=source.height)
 
 
@@ -297,8 +323,10 @@ def focal_ratio(k: np.ndarray, depth_k: np.ndarray, power: float) -> np.ndarray:
   return ((f_cam / f_depth) ** power).astype(np.float32)
 
 
-def _keypoints(sequence, t: int, factor: int) -> tuple[np.ndarray, np.ndarray]:
-  """``sequence.keypoints_2d`` [T, 24, 3] as (pixels [T, 24, 2] at 1/factor, conf [T, 24]).
+def _keypoints(sequence, t: int, factor: int,
+               origins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """``sequence.keypoints_2d`` [T, 24, 3] as (pixels [T, 24, 2] of the fitted images, conf
+  [T, 24]): moved by each frame's crop origin ``origins`` [T, 2] (x0, y0), then at 1/factor.
 
   Non-finite keypoints get confidence 0 (and position 0), so they can never produce a NaN.
   """
@@ -311,7 +339,7 @@ def _keypoints(sequence, t: int, factor: int) -> tuple[np.ndarray, np.ndarray]:
   finite = np.all(np.isfinite(kp), axis=-1)
   conf = np.where(finite, np.clip(np.nan_to_num(kp[..., 2]), 0.0, 1.0), 0.0)
   # Pixel centres at +0.5: continuous coordinates scale by 1/factor with block averaging.
-  xy = np.where(finite[..., None], np.nan_to_num(kp[..., :2]), 0.0) / factor
+  xy = np.where(finite[..., None], np.nan_to_num(kp[..., :2]) - origins[:, None], 0.0) / factor
   return xy.astype(np.float32), conf.astype(np.float32)
 
 

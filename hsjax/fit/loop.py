@@ -28,6 +28,7 @@ from hsjax import metrics
 from hsjax import unseen as unseen_lib
 from hsjax.body import SMPLParams
 from hsjax.fit import checkpoints as ckpt_lib
+from hsjax.fit import crop as crop_lib
 from hsjax.fit import multihost
 from hsjax.fit.config import RESUMABLE_FIELDS
 from hsjax.fit.config import FitConfig
@@ -156,7 +157,7 @@ def _fill_unseen_pass(state: FitState, data: FitData, body_model: body_lib.BodyM
     coverage = unseen_lib.training_coverage(
         avatar, body_model, s.params.poses, d.cameras(jnp.arange(d.num_frames)),
         frames=np.flatnonzero(np.asarray(d.frame_valid)), settings=config.render_settings)
-    area = d.width * d.height / unseen_lib.REFERENCE_AREA
+    area = float(d.frame_area) / unseen_lib.REFERENCE_AREA
     mask = unseen_lib.unseen_gaussians(avatar, coverage,
                                        min_exposure=config.unseen_min_exposure * area)
     params, buffers = avatar_lib.split(unseen_lib.fill_unseen(avatar, body_model, mask))
@@ -519,10 +520,17 @@ def fit_many(sequences: Sequence[Any], config: FitConfig = FitConfig(), *,
   losses = resolve_losses(config, losses)
   local = (set(range(len(sequences))) if mesh is None else
            multihost.local_rows(_shardings(mesh)[0], len(sequences)))
+  # Subjects fitted together share one crop size (a step stacks their frames).
+  crops = [None] * len(sequences)
+  if config.person_crop:
+    crops, _ = crop_lib.person_crops([s.masks for s in sequences],
+                                     margin=config.person_crop_margin,
+                                     factor_of=config.crop_factor, progress=config.progress)
   # Frames of subjects another process fits are read once (for validation) but not cached.
   sources = [FrameSource(s, config if i in local else dataclasses.replace(config,
-                                                                          frame_cache_gb=0.0))
-             for i, s in enumerate(sequences)]
+                                                                          frame_cache_gb=0.0),
+                         crop=crop)
+             for i, (s, crop) in enumerate(zip(sequences, crops))]
   datas = [prepare_data(s, config, body_model, source=src)
            for s, src in zip(sequences, sources)]
   sizes = {(d.width, d.height) for d in datas}

@@ -28,6 +28,7 @@ from hsjax.video.pipeline import DEFAULT_DIAGONAL_FOV_DEG
 from hsjax.video.pipeline import VIDEO_DOWNSAMPLE
 from hsjax.video.pipeline import VIDEO_FILL_UNSEEN_AT
 from hsjax.video.pipeline import VIDEO_LOSS_WEIGHTS
+from hsjax.video.pipeline import VIDEO_PERSON_CROP
 from hsjax.video.pipeline import VIDEO_SCHEDULE
 from hsjax.video.pipeline import VIDEO_TRAIN_BETAS
 from hsjax.video.pipeline import agreement_with_observations
@@ -49,6 +50,7 @@ __all__ = [
     "VIDEO_DOWNSAMPLE",
     "VIDEO_FILL_UNSEEN_AT",
     "VIDEO_LOSS_WEIGHTS",
+    "VIDEO_PERSON_CROP",
     "VIDEO_SCHEDULE",
     "VIDEO_TRAIN_BETAS",
     "VideoFrames",
