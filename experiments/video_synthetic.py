@@ -16,10 +16,10 @@ The default ``--sequences`` are the evaluation sequences: the correspondence was
 on other clips (``experiments/video_landmark_offsets.py``), and settings are compared on
 those (e.g. ``--sequences=dance_a:1,punch:2,jump:5``; ``--steps=0 --bones_weight=W`` compares
 initialisations only). Measured (the video fit's defaults: bone-direction weight 3, keypoint
-weight 0.1, mask weight 10, full resolution, 600 steps; about 2 minutes a sequence on 2 CPU
-cores): MPJPE / PA-MPJPE landmark init -> joint fit ``default:0`` 80.1 / 66.2 -> 80.4 / 61.5
-mm, ``kick:3`` 151.2 / 116.1 -> 141.5 / 106.7, ``spin:4`` 177.7 / 94.5 -> 165.6 / 92.7;
-refined mask IoU 0.940, 0.892, 0.843.
+weight 0.1, mask weight 10, full resolution, windows around the person, 600 steps; about 2
+minutes a sequence on 2 CPU cores): MPJPE / PA-MPJPE landmark init -> joint fit ``default:0``
+80.1 / 66.2 -> 81.1 / 62.1 mm, ``kick:3`` 151.2 / 116.1 -> 141.2 / 106.3, ``spin:4`` 177.7 /
+94.5 -> 168.2 / 90.1; refined mask IoU 0.937, 0.892, 0.838.
 """
 
 from __future__ import annotations
