@@ -18,8 +18,8 @@ those (e.g. ``--sequences=dance_a:1,punch:2,jump:5``; ``--steps=0 --bones_weight
 initialisations only). Measured (the video fit's defaults: bone-direction weight 3, keypoint
 weight 0.1, mask weight 10, full resolution, windows around the person, 600 steps; about 2
 minutes a sequence on 2 CPU cores): MPJPE / PA-MPJPE landmark init -> joint fit ``default:0``
-80.1 / 66.2 -> 81.1 / 62.1 mm, ``kick:3`` 151.2 / 116.1 -> 141.2 / 106.3, ``spin:4`` 177.7 /
-94.5 -> 168.2 / 90.1; refined mask IoU 0.937, 0.892, 0.838.
+79.6 / 65.1 -> 79.8 / 59.7 mm, ``kick:3`` 152.1 / 114.5 -> 140.7 / 106.8, ``spin:4`` 153.5 /
+84.6 -> 136.9 / 78.1; refined mask IoU 0.940, 0.894, 0.852.
 """
 
 from __future__ import annotations

@@ -258,6 +258,30 @@ def _projected_targets(model, params, k):
   return joints, np.concatenate([uv, np.ones(uv.shape[:-1] + (1,))], -1).astype(np.float32)
 
 
+def test_frames_where_the_world_torso_jumps_are_untrusted_and_take_interpolated_roots():
+  """A body turning 10° a frame whose 3D torso flips by 180° in frames 4-5: those frames (and
+  the neighbours that jump to them) are untrusted, and their root orientation is slerped
+  from the trusted frames around them, back onto the smooth turn."""
+  from hsjax import rotations_np  # pylint: disable=import-outside-toplevel
+  from hsjax.video import init as init_lib  # pylint: disable=import-outside-toplevel
+  t = 10
+  yaw = np.radians(10.0 * np.arange(t))
+  truth = np.stack([np.zeros(t), yaw, np.zeros(t)], -1)
+  seen = truth.copy()
+  seen[4:6, 1] += np.pi  # the flip
+  valid = np.ones(t, bool)
+  valid[8] = False  # an undetected frame is skipped, not judged
+  untrusted = init_lib.untrusted_torso(seen, valid, 30.0)
+  np.testing.assert_array_equal(np.flatnonzero(untrusted), [3, 4, 5, 6])
+  fixed = init_lib.interpolate_rotations(seen, valid & ~untrusted)
+  angle = np.linalg.norm(rotations_np.matrix_to_axis_angle(np.einsum(
+      "tji,tjk->tik", rotations_np.axis_angle_to_matrix(fixed),
+      rotations_np.axis_angle_to_matrix(truth))), axis=-1)
+  assert np.degrees(angle[valid]).max() < 1e-3
+  assert not init_lib.untrusted_torso(seen, valid, 0.0).any()  # 0 switches the rule off
+  assert not init_lib.untrusted_torso(truth, valid, 30.0).any()
+
+
 def test_landmark_fit_recovers_a_pose_from_exact_keypoints():
   """Perfect 2D keypoints and 3D directions of a known pose: the fit lands close to it."""
   model = body_lib.load_body_model("default")

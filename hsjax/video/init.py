@@ -3,7 +3,8 @@
 All frames are fitted at once (batched), in the camera frame (the video's world frame):
 
 1. closed-form start per frame: the root orientation from the torso's axes in the world
-   landmarks, the depth from the 2D scale of the limbs against the body's own limb lengths
+   landmarks (slerped from the neighbouring frames where that torso jumps, see
+   ``InitConfig.max_torso_turn_deg``; those frames also lose the bone term below), the depth from the 2D scale of the limbs against the body's own limb lengths
    (foreshortening taken from the world landmarks' directions), the root position by
    unprojecting the pelvis keypoint at that depth;
 2. Adam on ``global_orient [T, 3]``, ``body_pose [T, 23, 3]``, ``transl [T, 3]`` and one
@@ -67,6 +68,12 @@ class InitConfig:
   # (parent, child) joint pairs whose direction the world landmarks set (all of BONES; on the
   # calibration clips, dropping the feet and the head changed MPJPE by only -2.5 %).
   bones: tuple[tuple[int, int], ...] = BONES
+  # Largest turn (degrees) of the world landmarks' torso from a frame to either neighbour for
+  # the frame's 3D landmarks to be trusted (0: trust all). BlazePose's 3D torso can flip in
+  # depth while a person turns side-on (spin:6, a calibration clip: 40-179° jumps between
+  # frames where the body turns 5-11°): such frames keep their 2D terms, take the root
+  # orientation interpolated from the trusted frames around them, and lose the bone term.
+  max_torso_turn_deg: float = 30.0
 
 
 def _rotation_from_torso(world: np.ndarray) -> np.ndarray:
@@ -87,8 +94,48 @@ def _rotation_from_torso(world: np.ndarray) -> np.ndarray:
   return rotations_np.matrix_to_axis_angle(rot).astype(np.float32)
 
 
+def untrusted_torso(rotations: np.ndarray, valid: np.ndarray, max_turn_deg: float) -> np.ndarray:
+  """[T] bool: valid frames whose torso turns more than ``max_turn_deg`` to the previous or
+  the next valid frame (``rotations`` [T, 3] axis-angle; invalid frames are skipped). All
+  False when ``max_turn_deg`` is 0 or fewer than two frames would stay trusted."""
+  idx = np.flatnonzero(valid)
+  out = np.zeros(len(rotations), bool)
+  if not max_turn_deg or len(idx) < 3:
+    return out
+  rot = rotations_np.axis_angle_to_matrix(np.asarray(rotations, np.float64)[idx])
+  relative = np.einsum("tji,tjk->tik", rot[:-1], rot[1:])  # R_t^T R_{t+1}
+  turn = np.degrees(np.linalg.norm(rotations_np.matrix_to_axis_angle(relative), axis=-1))
+  jump = turn > max_turn_deg
+  flagged = np.zeros(len(idx), bool)
+  flagged[1:] |= jump
+  flagged[:-1] |= jump
+  if np.sum(~flagged) < 2:
+    return out
+  out[idx] = flagged
+  return out
+
+
+def interpolate_rotations(rotations: np.ndarray, known: np.ndarray) -> np.ndarray:
+  """[T, 3] axis-angle with the frames not ``known`` slerped between the nearest known frames
+  on either side (the nearest one's beyond the ends)."""
+  idx = np.flatnonzero(known)
+  quats = rotations_np.matrix_to_quat(rotations_np.axis_angle_to_matrix(
+      np.asarray(rotations, np.float64)))
+  out = quats.copy()
+  for t in np.flatnonzero(~known):
+    after = np.searchsorted(idx, t)
+    if after == 0 or after == len(idx):
+      out[t] = quats[idx[min(after, len(idx) - 1)]]
+      continue
+    a, b = idx[after - 1], idx[after]
+    out[t] = rotations_np.slerp_quat(quats[a], quats[b], (t - a) / (b - a))
+  return rotations_np.matrix_to_axis_angle(
+      rotations_np.quat_to_matrix(out)).astype(np.float32)
+
+
 def initial_guess(body_model: body_lib.BodyModel, keypoints: np.ndarray, world: np.ndarray,
-                  K: np.ndarray, valid: np.ndarray) -> body_lib.SMPLParams:
+                  K: np.ndarray, valid: np.ndarray,
+                  trusted: np.ndarray | None = None) -> body_lib.SMPLParams:
   """The closed-form start (step 1 of the module docstring).
 
   Args:
@@ -97,10 +144,14 @@ def initial_guess(body_model: body_lib.BodyModel, keypoints: np.ndarray, world: 
     world: [T, 24, 3] mapped world landmarks (metres, camera axes).
     K: [T, 3, 3] intrinsics.
     valid: [T] bool, frames with a detection (others get a copy of the nearest valid one).
+    trusted: [T] bool, frames whose world torso sets the root orientation (default: all); the
+      others take it interpolated from them (:func:`interpolate_rotations`).
   """
   t = keypoints.shape[0]
   rest = np.asarray(body_model.J_regressor @ body_model.v_template)  # [24, 3]
   go = _rotation_from_torso(world)
+  if trusted is not None and np.any(valid & ~trusted):
+    go = interpolate_rotations(go, valid & trusted)
   # Depth from scale: |uv_a - uv_b| ≈ f / z · L_ab · |d_xy| with d the unit 3D direction.
   segs = ((1, 4), (4, 7), (2, 5), (5, 8), (16, 18), (17, 19), (1, 16), (2, 17), (1, 2),
           (16, 17))
@@ -134,7 +185,7 @@ def initial_guess(body_model: body_lib.BodyModel, keypoints: np.ndarray, world: 
 
 
 def _loss(params: body_lib.SMPLParams, body_model: body_lib.BodyModel, keypoints, world, K,
-          valid, box_height, joint_mask, config: InitConfig):
+          valid, box_height, world_trusted, joint_mask, config: InitConfig):
   """(total, terms) of the landmark fit over all frames; ``joint_mask [24]`` picks joints."""
   betas = jnp.broadcast_to(params.betas, (*params.body_pose.shape[:-2], params.betas.shape[-1]))
   rotmats = body_lib.full_pose_rotmats(params.body_pose, params.global_orient)
@@ -155,8 +206,8 @@ def _loss(params: body_lib.SMPLParams, body_model: body_lib.BodyModel, keypoints
   d_obs = world[:, ch] - world[:, pa]
   cos = jnp.sum(d_smpl * d_obs, -1) / (jnp.linalg.norm(d_smpl, axis=-1)
                                       * jnp.linalg.norm(d_obs, axis=-1) + 1e-6)
-  bone_conf = (jnp.minimum(keypoints[:, ch, 2], keypoints[:, pa, 2]) * v[:, None]
-               * joint_mask[ch] * joint_mask[pa])
+  bone_conf = (jnp.minimum(keypoints[:, ch, 2], keypoints[:, pa, 2])
+               * (v * world_trusted)[:, None] * joint_mask[ch] * joint_mask[pa])
   bones = jnp.sum(bone_conf * (1.0 - cos)) / jnp.maximum(jnp.sum(bone_conf), 1.0)
   # Priors.
   wj = jnp.asarray(PRIOR_JOINT_WEIGHTS[1:], jnp.float32)
@@ -185,7 +236,7 @@ def _loss(params: body_lib.SMPLParams, body_model: body_lib.BodyModel, keypoints
 
 
 @functools.partial(jax.jit, static_argnames=("config", "steps", "root_only"))
-def _optimise(params, body_model, keypoints, world, K, valid, box_height, *,
+def _optimise(params, body_model, keypoints, world, K, valid, box_height, world_trusted, *,
               config: InitConfig, steps: int, root_only: bool):
   joint_mask = np.zeros(24, np.float32)
   joint_mask[list(TORSO)] = 1.0
@@ -202,13 +253,14 @@ def _optimise(params, body_model, keypoints, world, K, valid, box_height, *,
   def step(carry, _):
     p, s = carry
     (total, terms), g = jax.value_and_grad(_loss, has_aux=True)(
-        p, body_model, keypoints, world, K, valid, box_height, joint_mask, config)
+        p, body_model, keypoints, world, K, valid, box_height, world_trusted, joint_mask,
+        config)
     updates, s = tx.update(g, s, p)
     return (optax.apply_updates(p, updates), s), total
 
   (params, _), totals = jax.lax.scan(step, (params, state), None, length=steps)
-  _, terms = _loss(params, body_model, keypoints, world, K, valid, box_height, joint_mask,
-                   config)
+  _, terms = _loss(params, body_model, keypoints, world, K, valid, box_height, world_trusted,
+                   joint_mask, config)
   return params, totals, terms
 
 
@@ -247,15 +299,17 @@ def fit_landmarks(body_model: body_lib.BodyModel, keypoints: np.ndarray, world: 
   heights = np.array([np.ptp(kp[m, 1]) if m.sum() >= 2 else 0.0
                       for kp, m in zip(keypoints, vis)])
   box_height = np.maximum(heights, 0.1 * float(np.median(K[:, 1, 2]) * 2)).astype(np.float32)
-  init = initial_guess(body_model, keypoints, world, K, valid)
+  untrusted = untrusted_torso(_rotation_from_torso(world), valid, config.max_torso_turn_deg)
+  init = initial_guess(body_model, keypoints, world, K, valid, trusted=~untrusted)
   params = jax.tree_util.tree_map(jnp.asarray, init)
   args = (body_model, jnp.asarray(keypoints), jnp.asarray(world), jnp.asarray(K),
-          jnp.asarray(valid), jnp.asarray(box_height))
+          jnp.asarray(valid), jnp.asarray(box_height), jnp.asarray(~untrusted))
   params, loss_root, _ = _optimise(params, *args, config=config, steps=config.root_steps,
                                    root_only=True)
   params, loss_all, terms = _optimise(params, *args, config=config, steps=config.steps,
                                       root_only=False)
   out = jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32), params)
   report = {"loss": np.concatenate([np.asarray(loss_root), np.asarray(loss_all)]).tolist(),
-            "terms": {k: float(v) for k, v in terms.items()}}
+            "terms": {k: float(v) for k, v in terms.items()},
+            "untrusted_world_frames": np.flatnonzero(untrusted).tolist()}
   return out, report
