@@ -17,9 +17,8 @@ from hsjax import forward
 from hsjax import losses
 from hsjax.body import SMPLParams
 from hsjax.camera import Camera
-from hsjax.data import synthetic_sequence
 
-SIZE = 64
+from scene_common import SIZE, two_frame_scene
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +30,7 @@ def body_model():
 def scene(body_model):
   """Two frames of the default sequence (exact depth), an avatar posed with the ground truth,
   its render and the loss arguments."""
-  seq = synthetic_sequence("default", seed=0, num_frames=2, image_size=SIZE, num_eval_views=0,
-                           num_novel_pose=0, cache_dir=False, body_model=body_model)
-  avatar = avatar_lib.init_avatar(jax.random.key(0), body_model, 1500)
+  seq, avatar = two_frame_scene(body_model)
   gt = seq.gt
   poses = SMPLParams(betas=jnp.asarray(gt.betas), body_pose=jnp.asarray(gt.body_pose),
                      global_orient=jnp.asarray(gt.global_orient), transl=jnp.asarray(gt.transl))

@@ -11,9 +11,8 @@ from hsjax import avatar as avatar_lib
 from hsjax import body as body_lib
 from hsjax import evaluation
 from hsjax import unseen
-from hsjax.data import synthetic_sequence
 
-SIZE = 64
+from scene_common import two_frame_scene
 
 
 @pytest.fixture(scope="module")
@@ -24,9 +23,7 @@ def body_model():
 @pytest.fixture(scope="module")
 def scene(body_model):
   """Two frames of the default sequence and an initial avatar posed with the ground truth."""
-  seq = synthetic_sequence("default", seed=0, num_frames=2, image_size=SIZE, num_eval_views=0,
-                           num_novel_pose=0, cache_dir=False, body_model=body_model)
-  avatar = avatar_lib.init_avatar(jax.random.key(0), body_model, 1500)
+  seq, avatar = two_frame_scene(body_model)
   coverage = unseen.training_coverage(avatar, body_model, seq.gt, seq.cameras)
   return seq, avatar, coverage
 

@@ -263,6 +263,7 @@ def test_frames_where_the_world_torso_jumps_are_untrusted_and_take_interpolated_
   the neighbours that jump to them) are untrusted, and their root orientation is slerped
   from the trusted frames around them, back onto the smooth turn."""
   from hsjax import rotations_np  # pylint: disable=import-outside-toplevel
+  from hsjax.motion.motion import resample_rotations  # pylint: disable=import-outside-toplevel
   from hsjax.video import init as init_lib  # pylint: disable=import-outside-toplevel
   t = 10
   yaw = np.radians(10.0 * np.arange(t))
@@ -273,7 +274,8 @@ def test_frames_where_the_world_torso_jumps_are_untrusted_and_take_interpolated_
   valid[8] = False  # an undetected frame is skipped, not judged
   untrusted = init_lib.untrusted_torso(seen, valid, 30.0)
   np.testing.assert_array_equal(np.flatnonzero(untrusted), [3, 4, 5, 6])
-  fixed = init_lib.interpolate_rotations(seen, valid & ~untrusted)
+  known = np.flatnonzero(valid & ~untrusted)
+  fixed = resample_rotations(seen[known], known, np.arange(t))  # as initial_guess does
   angle = np.linalg.norm(rotations_np.matrix_to_axis_angle(np.einsum(
       "tji,tjk->tik", rotations_np.axis_angle_to_matrix(fixed),
       rotations_np.axis_angle_to_matrix(truth))), axis=-1)

@@ -35,6 +35,7 @@ import optax
 
 from hsjax import body as body_lib
 from hsjax import rotations_np
+from hsjax.motion.motion import resample_rotations
 from hsjax.losses.keypoints import geman_mcclure
 from hsjax.losses.pose import PRIOR_JOINT_WEIGHTS
 
@@ -115,24 +116,6 @@ def untrusted_torso(rotations: np.ndarray, valid: np.ndarray, max_turn_deg: floa
   return out
 
 
-def interpolate_rotations(rotations: np.ndarray, known: np.ndarray) -> np.ndarray:
-  """[T, 3] axis-angle with the frames not ``known`` slerped between the nearest known frames
-  on either side (the nearest one's beyond the ends)."""
-  idx = np.flatnonzero(known)
-  quats = rotations_np.matrix_to_quat(rotations_np.axis_angle_to_matrix(
-      np.asarray(rotations, np.float64)))
-  out = quats.copy()
-  for t in np.flatnonzero(~known):
-    after = np.searchsorted(idx, t)
-    if after == 0 or after == len(idx):
-      out[t] = quats[idx[min(after, len(idx) - 1)]]
-      continue
-    a, b = idx[after - 1], idx[after]
-    out[t] = rotations_np.slerp_quat(quats[a], quats[b], (t - a) / (b - a))
-  return rotations_np.matrix_to_axis_angle(
-      rotations_np.quat_to_matrix(out)).astype(np.float32)
-
-
 def initial_guess(body_model: body_lib.BodyModel, keypoints: np.ndarray, world: np.ndarray,
                   K: np.ndarray, valid: np.ndarray,
                   trusted: np.ndarray | None = None) -> body_lib.SMPLParams:
@@ -145,13 +128,15 @@ def initial_guess(body_model: body_lib.BodyModel, keypoints: np.ndarray, world: 
     K: [T, 3, 3] intrinsics.
     valid: [T] bool, frames with a detection (others get a copy of the nearest valid one).
     trusted: [T] bool, frames whose world torso sets the root orientation (default: all); the
-      others take it interpolated from them (:func:`interpolate_rotations`).
+      others take it slerped between the nearest trusted frames around them (the nearest
+      one's at the ends).
   """
   t = keypoints.shape[0]
   rest = np.asarray(body_model.J_regressor @ body_model.v_template)  # [24, 3]
   go = _rotation_from_torso(world)
   if trusted is not None and np.any(valid & ~trusted):
-    go = interpolate_rotations(go, valid & trusted)
+    known = np.flatnonzero(valid & trusted)
+    go = resample_rotations(go[known], known, np.arange(t)).astype(np.float32)
   # Depth from scale: |uv_a - uv_b| ≈ f / z · L_ab · |d_xy| with d the unit 3D direction.
   segs = ((1, 4), (4, 7), (2, 5), (5, 8), (16, 18), (17, 19), (1, 16), (2, 17), (1, 2),
           (16, 17))
