@@ -774,6 +774,35 @@ def camera_frame_gt(body_model, seq):
           body_lib.transform_params(body_model, seq.hmr, w2c))
 
 
+def views_in_camera_frame(sequence, keep):
+  """The held-out views of a synthetic sequence as a video fit sees the world.
+
+  A video fit's world is its camera's frame (identity extrinsics); the views are re-expressed
+  in the training camera's frame and restricted to the fitted frames ``keep [T] bool``.
+  """
+  import dataclasses  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  import numpy as np  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax import body as body_lib  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax.camera import Camera  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  cam_to_world = np.linalg.inv(np.asarray(sequence.cameras.world_to_cam, np.float64))[keep]
+
+  def frames(p):
+    return body_lib.SMPLParams(betas=p.betas, body_pose=np.asarray(p.body_pose)[keep],
+                               global_orient=np.asarray(p.global_orient)[keep],
+                               transl=np.asarray(p.transl)[keep])
+
+  views = []
+  for view in sequence.eval_views:
+    w2c = np.asarray(view.cameras.world_to_cam, np.float64)[keep] @ cam_to_world
+    cameras = Camera(K=np.asarray(view.cameras.K)[keep], world_to_cam=w2c.astype(np.float32),
+                     width=view.cameras.width, height=view.cameras.height)
+    views.append(dataclasses.replace(
+        view, images=np.asarray(view.images)[keep], masks=np.asarray(view.masks)[keep],
+        depth=None, cameras=cameras, hmr=frames(view.hmr),
+        gt=None if view.gt is None else frames(view.gt)))
+  return views
+
+
 def write_viewer(run_dir: str, sequence, body_model) -> None:
   """Writes ``<run_dir>/viewer/`` (the browser viewer; see experiments/view.py)."""
   from hsjax import io as io_lib  # pylint: disable=g-import-not-at-top,import-outside-toplevel

@@ -17,10 +17,13 @@ the pairs already there, so a killed sweep loses at most one fit), ``sweep.md`` 
 the sequences. ``--sequences`` takes ``default`` (the demo's sequence) and benchmark-suite
 names (``hsjax.data.synthetic.suite``); the quality preset was chosen on the dev entries only.
 Times are wall-clock seconds of the fit alone (compilation included) on this machine.
+``--true_poses`` fits each variant's avatar alone on the ground-truth poses instead: the image
+numbers a perfect pose refinement would give that avatar.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -80,6 +83,11 @@ VARIANTS: dict[str, dict | str] = {
     "quality_tether_fill": _QUALITY_TETHER_FILL,
     "quality_sh0": {**_QUALITY_TETHER_FILL, "sh_degree": 0},
     "quality_crop": {**_QUALITY_TETHER_FILL, "person_crop": True},
+    # The quality preset (SH degree 0) with density control growing its 2,000 Gaussians into a
+    # capacity of 20,000 (3DGS's clone / split / prune every 100 steps from step 100 to 500).
+    "quality_density": {**_QUALITY_TETHER_FILL, "sh_degree": 0, "num_gaussians": 20000,
+                        "active_fraction": 0.1, "densify_every": 100, "densify_from": 100,
+                        "densify_until": 500, "tile_capacity": 512},
     # The fast preset as it was until 2026-12-05 (before the tether and the colour).
     "fast_2026_12_05": {"loss_weights": (("anchor_tether", 0.0),), "fill_unseen_at": 0},
 }
@@ -95,6 +103,10 @@ _OUTPUT_DIR = flags.DEFINE_string("output_dir", "runs/quality_sweep", "Where res
 _EVAL_STRIDE = flags.DEFINE_integer("eval_stride", 3, "Image metrics on every k-th frame.",
                                     lower_bound=1)
 _FIT_SEED = flags.DEFINE_integer("fit_seed", 0, "Seed of the fits' PRNG key.")
+_TRUE_POSES = flags.DEFINE_bool(
+    "true_poses", False, "Fit the avatar alone on the ground-truth poses (frozen, not moved "
+    "by the depth alignment): what each variant's avatar reaches with a perfect pose "
+    "refinement, the ceiling of its image numbers.")
 _BODY_MODEL = common.define_body_model_flag()
 
 # Table columns: (header, key of a result row, format).
@@ -128,8 +140,16 @@ def load(name: str, body_model):
   return entries[name].load(body_model=body_model)
 
 
+def on_true_poses(sequence, config: fit.FitConfig):
+  """``(sequence, config)`` of an avatar-only fit started at the sequence's ground truth."""
+  return (dataclasses.replace(sequence, hmr=sequence.gt),
+          dataclasses.replace(config.avatar_only(), align_depth=False))
+
+
 def fit_and_score(sequence, config: fit.FitConfig, body_model) -> dict:
   """Fits ``sequence`` and returns its fit time and the demo's metrics (one flat dict)."""
+  if _TRUE_POSES.value:
+    sequence, config = on_true_poses(sequence, config)
   t0 = time.perf_counter()
   result = fit.fit(sequence, config, key=jax.random.key(_FIT_SEED.value),
                    body_model=body_model)

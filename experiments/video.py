@@ -62,8 +62,8 @@ def video_fit_overrides(fit_flags: common.FitFlags) -> dict:
   (``hsjax.video.VIDEO_TRAIN_BETAS``) unless ``--train_betas`` is given, and the frames
   fitted as decoded (``hsjax.video.VIDEO_DOWNSAMPLE``) unless ``--downsample`` is given,
   whole or cropped to the person (``hsjax.video.VIDEO_PERSON_CROP``) unless ``--person_crop``
-  is given, and
-  the unseen sides coloured at ``hsjax.video.VIDEO_FILL_UNSEEN_AT`` (within the schedule)
+  is given, the avatar's colour of SH degree ``hsjax.video.VIDEO_SH_DEGREE`` unless
+  ``--sh_degree`` is given, and the unseen sides coloured at ``hsjax.video.VIDEO_FILL_UNSEEN_AT`` (within the schedule)
   unless ``--fill_unseen_at`` is given; none when ``--preset`` chooses the configuration."""
   from hsjax import video  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   if fit_flags.preset.present:
@@ -80,6 +80,8 @@ def video_fit_overrides(fit_flags: common.FitFlags) -> dict:
     overrides["downsample"] = video.VIDEO_DOWNSAMPLE
   if not fit_flags.person_crop.present:
     overrides["person_crop"] = video.VIDEO_PERSON_CROP
+  if not fit_flags.sh_degree.present:
+    overrides["sh_degree"] = video.VIDEO_SH_DEGREE
   if not fit_flags.fill_unseen_at.present:
     steps = overrides.get("steps", fit_flags.steps.value)
     overrides["fill_unseen_at"] = min(video.VIDEO_FILL_UNSEEN_AT, steps)

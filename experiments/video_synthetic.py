@@ -53,6 +53,12 @@ _LOSSES = flags.DEFINE_string("losses", "", "Loss weights over the video fit's, 
 _PERSON_CROP = flags.DEFINE_bool("person_crop", None, "Fit windows around the person instead "
                                   "of whole frames (FitConfig.person_crop; default: the video "
                                   "fit's, hsjax.video.VIDEO_PERSON_CROP).")
+_SH_DEGREE = flags.DEFINE_integer("sh_degree", -1, "SH degree of the avatar's colour (-1: the "
+                                  "video fit's, hsjax.video.VIDEO_SH_DEGREE).")
+_EVAL_VIEWS = flags.DEFINE_integer("eval_views", 4, "Held-out views rendered with each sequence, "
+                                   "in which the refined avatar is scored (0: none).")
+_EVAL_STRIDE = flags.DEFINE_integer("eval_stride", 3, "Score the held-out views on every n-th "
+                                    "fitted frame.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "runs/video_synthetic", "Where results go.")
 
 
@@ -75,6 +81,7 @@ def main(argv):
   import numpy as np  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   from hsjax import body as body_lib  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   from hsjax import data  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax import evaluation  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   from hsjax import fit  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   from hsjax import metrics  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   from hsjax import video  # pylint: disable=g-import-not-at-top,import-outside-toplevel
@@ -87,7 +94,8 @@ def main(argv):
   for spec in _SEQUENCES.value:
     name, _, seed = spec.partition(":")
     seq = data.synthetic_sequence(name, seed=int(seed or 0), num_frames=_NUM_FRAMES.value,
-                                  num_eval_views=0, num_novel_pose=0, depth="none")
+                                  num_eval_views=_EVAL_VIEWS.value, num_novel_pose=0,
+                                  depth="none")
     frames = np.round(np.asarray(seq.images) * 255).astype(np.uint8)
     t0 = time.perf_counter()
     obs = video.MediaPipeObserver().observe(frames)
@@ -132,7 +140,9 @@ def main(argv):
                              train_betas=video.VIDEO_TRAIN_BETAS,
                              downsample=video.VIDEO_DOWNSAMPLE,
                              person_crop=(video.VIDEO_PERSON_CROP if _PERSON_CROP.value is None
-                                          else _PERSON_CROP.value), progress=False)
+                                          else _PERSON_CROP.value),
+                             sh_degree=(video.VIDEO_SH_DEGREE if _SH_DEGREE.value < 0
+                                        else _SH_DEGREE.value), progress=False)
       t3 = time.perf_counter()
       result = fit.fit(vseq, config, key=jax.random.key(0), body_model=body_model)
       row["fit_s"] = time.perf_counter() - t3
@@ -141,6 +151,14 @@ def main(argv):
       vseq_eval.gt_masks = gt_masks
       row["mask_iou"] = refined_render_iou(result.avatar, body_model, result.poses, vseq_eval,
                                            config)
+      if seq.eval_views:
+        scored = dataclasses.replace(vseq, eval_views=common.views_in_camera_frame(seq, keep))
+        ev = evaluation.evaluate_run(body_model, scored, result.avatar, result.poses,
+                                     background=config.background, use_lpips=False,
+                                     frame_stride=_EVAL_STRIDE.value, align_novel_view=True)
+        row["train_view_psnr"] = ev["train_view"]["psnr"]
+        row["novel_view_psnr"] = ev["novel_view"]["psnr"]
+        row["novel_view_aligned_psnr"] = ev["novel_view_aligned"]["psnr"]
       for k in ("mpjpe", "pa_mpjpe"):
         a, b = row["landmark_init"][k], row["joint_fit"][k]
         row[f"{k}_improvement_pct"] = 100.0 * (a - b) / a
@@ -149,8 +167,9 @@ def main(argv):
     with open(os.path.join(_OUTPUT_DIR.value, "results.json"), "w") as f:
       json.dump(rows, f, indent=1, default=float)
   print("| sequence | used/frames | init | MPJPE hmr2_like / landmark / fit | PA-MPJPE hmr2_like / "
-        "landmark / fit | root error landmark / fit | mask IoU MediaPipe / fit |")
-  print("|---|---|---|---|---|---|---|")
+        "landmark / fit | root error landmark / fit | mask IoU MediaPipe / fit | "
+        "novel-view PSNR / aligned |")
+  print("|---|---|---|---|---|---|---|---|")
   for r in rows:
     fitm = r.get("joint_fit", {})
 
@@ -162,7 +181,9 @@ def main(argv):
           f"{g(r['hmr2_like'], 'pa_mpjpe')} / {g(r['landmark_init'], 'pa_mpjpe')} / "
           f"{g(fitm, 'pa_mpjpe')} | {g(r['landmark_init'], 'root_error')} / "
           f"{g(fitm, 'root_error')} | {r['observed_mask_iou']:.3f} / "
-          f"{r.get('mask_iou', float('nan')):.3f} |")
+          f"{r.get('mask_iou', float('nan')):.3f} | "
+          f"{r.get('novel_view_psnr', float('nan')):.2f} / "
+          f"{r.get('novel_view_aligned_psnr', float('nan')):.2f} |")
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ SCRIPT_FLAGS = {
                                         "checkpoints", "distributed", "coordinator_address",
                                         "num_processes", "process_id"),
     "quality_sweep": ("sequences", "variants", "output_dir", "eval_stride", "fit_seed",
-                      "body_model"),
+                      "true_poses", "body_model"),
     "evaluate": ("run_dir", "output_dir", "poses", "eval_stride", "bbox_margin", "lpips",
                  "outputs", "progress"),
     "animate": ("run_dir", "avatar", "betas_from", "motion", "fps", "max_frames", "view",
@@ -140,6 +140,35 @@ def test_quality_sweep_unknown_variant_or_sequence():
          r"--sequences: unknown sequence 'dev/nothing-s0'; valid: 'default' and")
 
 
+def test_views_in_camera_frame_see_the_camera_frame_body_as_the_views_see_the_world():
+  from hsjax import body as body_lib  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax import data  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax.camera import Camera  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax.camera import project_points  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+
+  def frame_camera(cameras, t):
+    return Camera(K=np.asarray(cameras.K)[t], world_to_cam=np.asarray(cameras.world_to_cam)[t],
+                  width=cameras.width, height=cameras.height)
+
+  model = body_lib.load_body_model()
+  seq = data.synthetic_sequence("default", seed=0, num_frames=3, image_size=32,
+                                num_eval_views=2, num_novel_pose=0, cache_dir=False,
+                                body_model=model)
+  keep = np.array([True, False, True])
+  gt_cam, _ = common.camera_frame_gt(model, seq)
+  views = common.views_in_camera_frame(seq, keep)
+  _, joints_world = body_lib.pose_frames_host(model, seq.gt)
+  _, joints_cam = body_lib.pose_frames_host(model, gt_cam)
+  assert len(views) == 2
+  for view, moved in zip(seq.eval_views, views):
+    assert len(moved) == 2 and moved.images.shape[0] == 2
+    np.testing.assert_array_equal(moved.images, np.asarray(view.images)[keep])
+    for new_t, t in enumerate(np.flatnonzero(keep)):
+      want, _ = project_points(frame_camera(view.cameras, t), joints_world[t])
+      got, _ = project_points(frame_camera(moved.cameras, new_t), joints_cam[t])
+      np.testing.assert_allclose(got, want, atol=1e-2)  # pixels
+
+
 def test_parse_losses():
   assert common.parse_losses("") == ()
   assert common.parse_losses("rgb:1, mask:0.5,depth:0") == (("rgb", 1.0), ("mask", 0.5),
@@ -191,27 +220,28 @@ def test_preset_flag_sets_the_preset_and_given_flags_override_it():
   assert same_as_fast["downsample"] == fast.downsample != quality.downsample
 
 
-def test_video_fit_takes_its_schedule_shape_size_crop_and_fill_unless_flags_or_preset_choose_them():
+def test_video_fit_takes_its_schedule_shape_size_crop_colour_and_fill_unless_flags_or_preset_choose_them():
   argvs = ((), ("--warmup_steps=5",), ("--warmup_steps=100000",), ("--steps=40",),
            ("--train_betas",), ("--downsample=2",), ("--person_crop",), ("--fill_unseen_at=7",),
-           ("--preset=quality",), ("--preset=fast",))
+           ("--sh_degree=2",), ("--preset=quality",), ("--preset=fast",))
   got = _json_per_command_line(
       "import video", "json.dumps(video.video_fit_overrides(video._FIT))", argvs)
   from hsjax import video  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   steps, warmup = video.VIDEO_SCHEDULE
   shape = {"train_betas": video.VIDEO_TRAIN_BETAS}
   size = {"downsample": video.VIDEO_DOWNSAMPLE, "person_crop": video.VIDEO_PERSON_CROP}
+  colour = {"sh_degree": video.VIDEO_SH_DEGREE}
   fill = {"fill_unseen_at": video.VIDEO_FILL_UNSEEN_AT}
-  assert got == [{"steps": steps, "warmup_steps": warmup, **shape, **size, **fill},
-                 {"steps": steps, "warmup_steps": 5, **shape, **size, **fill},
-                 {"steps": steps, "warmup_steps": steps, **shape, **size, **fill},
-                 {**shape, **size, "fill_unseen_at": 40},
-                 {"steps": steps, "warmup_steps": warmup, **size, **fill},
-                 {"steps": steps, "warmup_steps": warmup, **shape,
-                  "person_crop": video.VIDEO_PERSON_CROP, **fill},
-                 {"steps": steps, "warmup_steps": warmup, **shape,
-                  "downsample": video.VIDEO_DOWNSAMPLE, **fill},
-                 {"steps": steps, "warmup_steps": warmup, **shape, **size}, {}, {}]
+  schedule = {"steps": steps, "warmup_steps": warmup}
+  assert got == [{**schedule, **shape, **size, **colour, **fill},
+                 {"steps": steps, "warmup_steps": 5, **shape, **size, **colour, **fill},
+                 {"steps": steps, "warmup_steps": steps, **shape, **size, **colour, **fill},
+                 {**shape, **size, **colour, "fill_unseen_at": 40},
+                 {**schedule, **size, **colour, **fill},
+                 {**schedule, **shape, "person_crop": video.VIDEO_PERSON_CROP, **colour, **fill},
+                 {**schedule, **shape, "downsample": video.VIDEO_DOWNSAMPLE, **colour, **fill},
+                 {**schedule, **shape, **size, **colour},
+                 {**schedule, **shape, **size, **fill}, {}, {}]
 
 
 # ------------------------------------------------------------------------------------------

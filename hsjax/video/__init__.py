@@ -30,6 +30,7 @@ from hsjax.video.pipeline import VIDEO_FILL_UNSEEN_AT
 from hsjax.video.pipeline import VIDEO_LOSS_WEIGHTS
 from hsjax.video.pipeline import VIDEO_PERSON_CROP
 from hsjax.video.pipeline import VIDEO_SCHEDULE
+from hsjax.video.pipeline import VIDEO_SH_DEGREE
 from hsjax.video.pipeline import VIDEO_TRAIN_BETAS
 from hsjax.video.pipeline import agreement_with_observations
 from hsjax.video.pipeline import build_sequence
@@ -52,6 +53,7 @@ __all__ = [
     "VIDEO_LOSS_WEIGHTS",
     "VIDEO_PERSON_CROP",
     "VIDEO_SCHEDULE",
+    "VIDEO_SH_DEGREE",
     "VIDEO_TRAIN_BETAS",
     "VideoFrames",
     "agreement_with_observations",

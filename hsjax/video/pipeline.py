@@ -87,6 +87,9 @@ VIDEO_DOWNSAMPLE = 1
 # / PA-MPJPE 110.1 / 84.7 mm (109.6 / 84.9), fits 11 % shorter (BENCHMARKS.md, "Video front
 # end").
 VIDEO_PERSON_CROP = True
+# The SH degree of a video fit's avatar colour (FitConfig.sh_degree; --sh_degree or --preset
+# replace it).
+VIDEO_SH_DEGREE = 1
 
 
 def focal_from_fov(width: int, height: int, diagonal_fov_deg: float) -> float:
