@@ -272,8 +272,9 @@ def _quality() -> FitConfig:
 # Named configurations. "fast" is FitConfig's defaults (the demo's). "quality" fits at the
 # sequence's full resolution (long side up to 512 px), twice as long, and refines the shape
 # too: on the dev split, the avatar's detail is limited by the refined poses, not by its
-# number of Gaussians (more Gaussians and longer avatar training did not raise novel-view or
-# novel-pose PSNR there), so the preset spends its time on resolution and on the poses.
+# number of Gaussians (more Gaussians, density control growing the avatar to ~9,000 and longer
+# avatar training did not raise novel-view or novel-pose PSNR there; on the true poses they
+# would), so the preset spends its time on resolution and on the poses.
 PRESETS = {"fast": FitConfig, "quality": _quality}
 
 

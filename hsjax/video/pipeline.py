@@ -88,8 +88,14 @@ VIDEO_DOWNSAMPLE = 1
 # end").
 VIDEO_PERSON_CROP = True
 # The SH degree of a video fit's avatar colour (FitConfig.sh_degree; --sh_degree or --preset
-# replace it).
-VIDEO_SH_DEGREE = 1
+# replace it): 0, a view-independent colour, as the quality preset. One camera sees most body
+# parts from one side, and a view-dependent part fitted there shows as wrong colour from
+# elsewhere. Chosen on the five calibration clips by the highest mean novel-view PSNR of the
+# refined avatar, rigidly aligned (held-out views of the synthetic sequences), whose mean
+# MPJPE and PA-MPJPE stay within 1 mm and mean IoU within 0.002 of degree 1: 19.51 -> 19.72
+# dB (every clip +0.18 to +0.24), MPJPE 99.5 -> 99.7 mm, PA-MPJPE 76.3 -> 76.3, IoU 0.906 ->
+# 0.904 (BENCHMARKS.md, "Video front end").
+VIDEO_SH_DEGREE = 0
 
 
 def focal_from_fov(width: int, height: int, diagonal_fov_deg: float) -> float:
