@@ -188,31 +188,6 @@ def test_pose_prior_weighted_distance():
     losses.make_pose_prior((1.0,) * 23)
 
 
-def test_root_orient_prior_is_the_chordal_distance_of_the_root_rotations():
-  rng = np.random.default_rng(3)
-  init = _poses(seed=0)
-  # A facing-the-camera start (half a turn about x) and fits up to 60 degrees off it, one
-  # across the half turn where axis-angle vectors jump.
-  start = Rotation.from_rotvec([np.pi, 0.0, 0.0]) * Rotation.from_rotvec(
-      0.1 * rng.normal(size=(6, 3)))
-  turn = Rotation.from_rotvec(rng.normal(size=(6, 3)) * [[0.0], [0.05], [0.3], [0.6], [1.0],
-                                                          [0.5]] / np.sqrt(3))
-  fitted = turn * start
-  init = init.replace(global_orient=jnp.asarray(start.as_rotvec(), jnp.float32))
-  params = types.SimpleNamespace(poses=init.replace(
-      global_orient=jnp.asarray(fitted.as_rotvec(), jnp.float32)))
-  valid = jnp.asarray([True] * 5 + [False])
-  got = losses.root_orient_prior(None, None, params, _ctx(init=init, frame_valid=valid))
-  angle = (start.inv() * fitted).magnitude()
-  np.testing.assert_allclose(got, np.mean(2.0 * (1.0 - np.cos(angle[:5]))), rtol=1e-4)
-  assert 2.0 * (1.0 - np.cos(0.05)) == pytest.approx(0.05 ** 2, rel=1e-3)  # ≈ θ² when small
-  grad = jax.grad(lambda g: losses.root_orient_prior(
-      None, None, types.SimpleNamespace(poses=init.replace(global_orient=g)),
-      _ctx(init=init, frame_valid=valid)))(init.global_orient)
-  np.testing.assert_allclose(grad, 0.0, atol=1e-6)  # minimum at the start, finite gradient
-  assert losses.DEFAULT_LOSSES["root_orient_prior"][0] == 0.0
-
-
 def test_betas_priors_pull_towards_hmr_and_towards_the_mean_body():
   betas = jnp.asarray(np.linspace(-1.0, 1.0, 10), jnp.float32)
   init = _poses().replace(betas=jnp.full(10, 0.5, jnp.float32))

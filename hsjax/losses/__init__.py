@@ -49,7 +49,6 @@ from hsjax.losses.pose import betas_prior
 from hsjax.losses.pose import make_pose_prior
 from hsjax.losses.pose import make_smoothness
 from hsjax.losses.pose import pose_prior
-from hsjax.losses.pose import root_orient_prior
 from hsjax.losses.pose import smooth_joints
 from hsjax.losses.pose import smooth_transl
 
@@ -93,8 +92,6 @@ DEFAULT_LOSSES: dict[str, tuple[Weight, Term]] = {
     # Off unless the sequence has 2D keypoints worth trusting: the video front end switches it
     # on (hsjax.video.VIDEO_LOSS_WEIGHTS), every other fit is unchanged.
     "keypoints_2d": (0.0, keypoints_2d),
-    # Off by default: the root orientation held to the initialisation's (hsjax.losses.pose).
-    "root_orient_prior": (0.0, root_orient_prior),
 }
 
 __all__ = [
@@ -135,7 +132,6 @@ __all__ = [
     "pose_prior",
     "resolve_weight",
     "rgb_l1",
-    "root_orient_prior",
     "scale_reg",
     "skinning_drift",
     "smooth_joints",

@@ -6,7 +6,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hsjax import rotations
 from hsjax.losses.base import Term
 from hsjax.losses.base import valid_mean
 
@@ -56,22 +55,6 @@ def make_pose_prior(joint_weights=PRIOR_JOINT_WEIGHTS) -> Term:
 
 
 pose_prior = make_pose_prior()
-
-
-def root_orient_prior(render, frame, params, ctx) -> jax.Array:
-  """The root orientation held to the initialisation's: ``2 (1 - cos θ)``, mean over frames.
-
-  ``θ`` is the angle between each frame's fitted and initial ``global_orient``; the value is
-  half the squared Frobenius distance of the two rotation matrices, ``≈ θ²`` (radians²) for
-  small angles and at most 4, smooth everywhere (the axis-angle difference of
-  :func:`make_pose_prior` is not, near the half turn where a person facing the camera sits).
-  A body leaning towards or away from the camera barely changes its silhouette, so the image
-  terms can tilt it freely; this term keeps the tilt that the initialisation measured.
-  """
-  del render, frame
-  fitted = rotations.axis_angle_to_matrix(params.poses.global_orient)  # [T, 3, 3]
-  initial = rotations.axis_angle_to_matrix(ctx.init.global_orient)
-  return valid_mean(0.5 * jnp.sum((fitted - initial) ** 2, axis=(-2, -1)), ctx.frame_valid)
 
 
 def betas_prior(render, frame, params, ctx) -> jax.Array:
