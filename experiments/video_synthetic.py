@@ -47,6 +47,12 @@ _NUM_FRAMES = flags.DEFINE_integer("num_frames", 60, "Frames per sequence.")
 _STEPS = flags.DEFINE_integer("steps", -1, "Joint-fit steps (0: initialisation only; -1: "
                               "the video fit's, hsjax.video.VIDEO_SCHEDULE).")
 _WARMUP = flags.DEFINE_integer("warmup_steps", -1, "Avatar-only steps (-1: the video fit's).")
+_POSE_STEPS = flags.DEFINE_integer("pose_steps", 0, "Steps after the warm-up during which the "
+                                   "poses train (0: to the last step; FitConfig.pose_steps).",
+                                   lower_bound=0)
+_FILL_UNSEEN_AT = flags.DEFINE_integer("fill_unseen_at", -1, "Step at which the unseen sides "
+                                       "take the seen side's colour (-1: the video fit's, "
+                                       "hsjax.video.VIDEO_FILL_UNSEEN_AT, within the schedule).")
 _KEYPOINTS_WEIGHT = flags.DEFINE_float("keypoints_weight", -1.0,
                                        "Weight of the 2D keypoint term (-1: the video default).")
 _POSE_PRIOR_WEIGHT = flags.DEFINE_float("pose_prior_weight", -1.0, "Weight of the pose prior "
@@ -141,7 +147,10 @@ def main(argv):
         weights["pose_prior"] = _POSE_PRIOR_WEIGHT.value
       weights.update(common.parse_losses(_LOSSES.value))
       config = fit.FitConfig(steps=steps, warmup_steps=min(warmup, steps),
-                             fill_unseen_at=min(video.VIDEO_FILL_UNSEEN_AT, steps),
+                             fill_unseen_at=(min(video.VIDEO_FILL_UNSEEN_AT, steps)
+                                             if _FILL_UNSEEN_AT.value < 0
+                                             else _FILL_UNSEEN_AT.value),
+                             pose_steps=_POSE_STEPS.value,
                              loss_weights=tuple(weights.items()),
                              train_betas=video.VIDEO_TRAIN_BETAS,
                              downsample=video.VIDEO_DOWNSAMPLE,
