@@ -63,8 +63,9 @@ def video_fit_overrides(fit_flags: common.FitFlags) -> dict:
   fitted as decoded (``hsjax.video.VIDEO_DOWNSAMPLE``) unless ``--downsample`` is given,
   whole or cropped to the person (``hsjax.video.VIDEO_PERSON_CROP``) unless ``--person_crop``
   is given, the avatar's colour of SH degree ``hsjax.video.VIDEO_SH_DEGREE`` unless
-  ``--sh_degree`` is given, and the unseen sides coloured at ``hsjax.video.VIDEO_FILL_UNSEEN_AT`` (within the schedule)
-  unless ``--fill_unseen_at`` is given; none when ``--preset`` chooses the configuration."""
+  ``--sh_degree`` is given, and the unseen sides coloured at
+  ``hsjax.video.VIDEO_FILL_UNSEEN_AT`` (within the schedule) unless ``--fill_unseen_at`` is
+  given; none when ``--preset`` chooses the configuration."""
   from hsjax import video  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   if fit_flags.preset.present:
     return {}
