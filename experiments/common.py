@@ -782,24 +782,18 @@ def views_in_camera_frame(sequence, keep):
   """
   import dataclasses  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   import numpy as np  # pylint: disable=g-import-not-at-top,import-outside-toplevel
-  from hsjax import body as body_lib  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   from hsjax.camera import Camera  # pylint: disable=g-import-not-at-top,import-outside-toplevel
-  cam_to_world = np.linalg.inv(np.asarray(sequence.cameras.world_to_cam, np.float64))[keep]
-
-  def frames(p):
-    return body_lib.SMPLParams(betas=p.betas, body_pose=np.asarray(p.body_pose)[keep],
-                               global_orient=np.asarray(p.global_orient)[keep],
-                               transl=np.asarray(p.transl)[keep])
-
+  frames = np.flatnonzero(keep)
+  cam_to_world = np.linalg.inv(np.asarray(sequence.cameras.world_to_cam, np.float64)[frames])
   views = []
   for view in sequence.eval_views:
-    w2c = np.asarray(view.cameras.world_to_cam, np.float64)[keep] @ cam_to_world
-    cameras = Camera(K=np.asarray(view.cameras.K)[keep], world_to_cam=w2c.astype(np.float32),
+    w2c = np.asarray(view.cameras.world_to_cam, np.float64)[frames] @ cam_to_world
+    cameras = Camera(K=np.asarray(view.cameras.K)[frames], world_to_cam=w2c.astype(np.float32),
                      width=view.cameras.width, height=view.cameras.height)
     views.append(dataclasses.replace(
-        view, images=np.asarray(view.images)[keep], masks=np.asarray(view.masks)[keep],
-        depth=None, cameras=cameras, hmr=frames(view.hmr),
-        gt=None if view.gt is None else frames(view.gt)))
+        view, images=np.asarray(view.images)[frames], masks=np.asarray(view.masks)[frames],
+        depth=None, cameras=cameras, hmr=view.hmr.select(frames),
+        gt=None if view.gt is None else view.gt.select(frames)))
   return views
 
 

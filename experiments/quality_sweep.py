@@ -57,6 +57,8 @@ _SHAPE_FIXED = {"train_betas": False, **_AS_CHOSEN}
 _QUALITY_TETHER_FILL = {"downsample": 1, "max_fit_size": 512, "steps": 600, "train_betas": True,
                         "warmup_steps": 50, "loss_weights": fit.FORMER_POSE_WEIGHTS,
                         "fill_unseen_at": 500}
+# ... and with the view-independent colour: the quality preset since 2026-12-05.
+_QUALITY_SH0 = {**_QUALITY_TETHER_FILL, "sh_degree": 0}
 VARIANTS: dict[str, dict | str] = {
     "fast": "fast",
     "full_res": {"downsample": 1, "steps": 300, **_SHAPE_FIXED},
@@ -81,13 +83,13 @@ VARIANTS: dict[str, dict | str] = {
     # The quality preset with the tether and the colour (2026-12-05) and before its fourth
     # choice: SH degree 1, whole frames; and the two candidates of that choice.
     "quality_tether_fill": _QUALITY_TETHER_FILL,
-    "quality_sh0": {**_QUALITY_TETHER_FILL, "sh_degree": 0},
+    "quality_sh0": _QUALITY_SH0,
     "quality_crop": {**_QUALITY_TETHER_FILL, "person_crop": True},
     # The quality preset (SH degree 0) with density control growing its 2,000 Gaussians into a
     # capacity of 20,000 (3DGS's clone / split / prune every 100 steps from step 100 to 500).
-    "quality_density": {**_QUALITY_TETHER_FILL, "sh_degree": 0, "num_gaussians": 20000,
-                        "active_fraction": 0.1, "densify_every": 100, "densify_from": 100,
-                        "densify_until": 500, "tile_capacity": 512},
+    "quality_density": {**_QUALITY_SH0, "num_gaussians": 20000, "active_fraction": 0.1,
+                        "densify_every": 100, "densify_from": 100, "densify_until": 500,
+                        "tile_capacity": 512},
     # The fast preset as it was until 2026-12-05 (before the tether and the colour).
     "fast_2026_12_05": {"loss_weights": (("anchor_tether", 0.0),), "fill_unseen_at": 0},
 }

@@ -196,14 +196,13 @@ class FrameSource:
     if image.max(initial=0.0) > 1.0 + 1e-3:
       raise ValueError(f"sequence.images: expected floats in [0, 1], found max {image.max()} "
                        f"in frame {t}")
+    rows, cols = (slice(None), slice(None)) if self.crop is None else self.crop.window(t)
+    image, mask = image[rows, cols], mask[rows, cols]
     if self._depth is None:
       depth = np.zeros(mask.shape, np.float32)
     else:
-      depth = np.asarray(self._depth[t], np.float32)
+      depth = np.asarray(self._depth[t], np.float32)[rows, cols]
       depth = np.where(np.isfinite(depth), depth, 0.0) * self._depth_scale[t]
-    if self.crop is not None:
-      rows, cols = self.crop.window(t)
-      image, mask, depth = image[rows, cols], mask[rows, cols], depth[rows, cols]
     if self._background is not None:
       image = image * mask[..., None] + self._background * (1.0 - mask[..., None])
     if self.factor > 1:

@@ -4,7 +4,8 @@ All frames are fitted at once (batched), in the camera frame (the video's world 
 
 1. closed-form start per frame: the root orientation from the torso's axes in the world
    landmarks (slerped from the neighbouring frames where that torso jumps, see
-   ``InitConfig.max_torso_turn_deg``; those frames also lose the bone term below), the depth from the 2D scale of the limbs against the body's own limb lengths
+   ``InitConfig.max_torso_turn_deg``; those frames also lose the bone term below), the depth
+   from the 2D scale of the limbs against the body's own limb lengths
    (foreshortening taken from the world landmarks' directions), the root position by
    unprojecting the pelvis keypoint at that depth;
 2. Adam on ``global_orient [T, 3]``, ``body_pose [T, 23, 3]``, ``transl [T, 3]`` and one
