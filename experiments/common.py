@@ -280,6 +280,7 @@ class FitFlags:
   steps: Any
   warmup_steps: Any
   pose_steps: Any
+  rounds: Any
   batch_frames: Any
   num_gaussians: Any
   sh_degree: Any
@@ -327,6 +328,10 @@ def define_fit_flags() -> FitFlags:
       pose_steps=flags.DEFINE_integer(
           "pose_steps", d.pose_steps, "Steps after the warm-up during which the poses train; "
           "then only the avatar trains (0: poses train to the last step).", lower_bound=0),
+      rounds=flags.DEFINE_integer(
+          "rounds", d.rounds, "Fits run one after another, each after the first from a fresh "
+          "avatar at the poses the one before refined (hsjax.fit.FitConfig.rounds).",
+          lower_bound=1),
       batch_frames=flags.DEFINE_integer("batch_frames", d.batch_frames,
                                         "Frames rendered per step."),
       num_gaussians=flags.DEFINE_integer("num_gaussians", d.num_gaussians,
@@ -429,7 +434,7 @@ def fit_config(f: FitFlags, body_model: str = "default", **overrides):
                                     **dict(parse_losses(f.losses.value))}.items())
   if f.means_lr.present:
     kwargs["avatar_lrs"] = tuple(dict(base.avatar_lrs, means=f.means_lr.value).items())
-  for name in ("steps", "warmup_steps", "pose_steps", "batch_frames", "num_gaussians",
+  for name in ("steps", "warmup_steps", "pose_steps", "rounds", "batch_frames", "num_gaussians",
                "sh_degree", "train_betas", "lr_betas", "learn_skinning", "nonrigid",
                "densify_every", "camel_refresh_every", "fill_unseen_at", "align_depth",
                "depth_focal_power", "depth_edge_px", "backend", "tile_capacity", "downsample",
@@ -628,13 +633,15 @@ def read_config(run_dir: str) -> dict[str, Any]:
 
 
 def fit_summary(result, seconds: float) -> dict[str, Any]:
-  """What ``metrics.json`` records about the fit itself."""
+  """What ``metrics.json`` records about the fit itself (steps, step time and losses of its
+  last round)."""
   history = result.history
   steps, times = history["step"], history["time"]
   # From the first record on, so that compilation (inside the first record) is left out.
   step_ms = (1000.0 * (times[-1] - times[0]) / (steps[-1] - steps[0])
              if len(steps) > 1 and steps[-1] > steps[0] else None)
-  return {"steps": result.config.steps, "time_s": round(seconds, 1),
+  return {"steps": result.config.steps, "rounds": result.config.rounds,
+          "time_s": round(seconds, 1),
           "step_ms": None if step_ms is None else round(step_ms, 1),
           "final_loss": history["total"][-1] if history["total"] else None,
           "final_terms": {k: v[-1] for k, v in history["terms"].items() if v},

@@ -50,6 +50,9 @@ _WARMUP = flags.DEFINE_integer("warmup_steps", -1, "Avatar-only steps (-1: the v
 _POSE_STEPS = flags.DEFINE_integer("pose_steps", 0, "Steps after the warm-up during which the "
                                    "poses train (0: to the last step; FitConfig.pose_steps).",
                                    lower_bound=0)
+_ROUNDS = flags.DEFINE_integer("rounds", 1, "Joint fits run one after another, each after the "
+                               "first from a fresh avatar at the poses the one before refined "
+                               "(FitConfig.rounds).", lower_bound=1)
 _FILL_UNSEEN_AT = flags.DEFINE_integer("fill_unseen_at", -1, "Step at which the unseen sides "
                                        "take the seen side's colour (-1: the video fit's, "
                                        "hsjax.video.VIDEO_FILL_UNSEEN_AT, within the schedule).")
@@ -150,7 +153,7 @@ def main(argv):
                              fill_unseen_at=(min(video.VIDEO_FILL_UNSEEN_AT, steps)
                                              if _FILL_UNSEEN_AT.value < 0
                                              else _FILL_UNSEEN_AT.value),
-                             pose_steps=_POSE_STEPS.value,
+                             pose_steps=_POSE_STEPS.value, rounds=_ROUNDS.value,
                              loss_weights=tuple(weights.items()),
                              train_betas=video.VIDEO_TRAIN_BETAS,
                              downsample=video.VIDEO_DOWNSAMPLE,

@@ -184,11 +184,57 @@ def test_unseen_sides_are_coloured_once_at_their_step(sequences, body_model):
     dataclasses.replace(CONFIG, fill_unseen_at=-1)
 
 
-def test_fit_many_equals_single_fits(sequences, body_model):
-  """vmap over 2 subjects (different lengths: one padded) == 2 separate fits."""
+def test_round_two_is_the_fit_from_round_ones_poses(sequences, body_model):
+  """Round 2 equals a fresh fit of the sequence whose HMR estimates are round 1's refined
+  poses (its start and its pose prior's anchor; they are depth-aligned already)."""
+  seq = sequences[0]
+  one = _fit(seq, body_model)
+  two = _fit(seq, body_model, config=dataclasses.replace(CONFIG, rounds=2))
+  assert two.history["earlier_rounds"][0]["total"] == one.history["total"]
+  expected = _fit(dataclasses.replace(seq, hmr=one.poses), body_model,
+                  config=dataclasses.replace(CONFIG, align_depth=False))
+  _assert_trees_close(two.state.params, expected.state.params, 1e-6)
+  np.testing.assert_allclose(two.history["total"], expected.history["total"], rtol=1e-6)
+  assert not ckpt_lib.tree_equal(two.poses, one.poses)
+  # Nothing for a second round to change when no pose group trains: it is skipped.
+  frozen = _fit(seq, body_model, config=dataclasses.replace(CONFIG.avatar_only(), rounds=2))
+  assert "earlier_rounds" not in frozen.history
+  with pytest.raises(ValueError, match=r"rounds must be >= 1, found 0"):
+    dataclasses.replace(CONFIG, rounds=0)
+
+
+def test_rounds_resume_in_the_round_they_stopped(sequences, body_model, tmp_path):
+  """Killed in round 2, a fit restores round 1 from its last checkpoint and round 2 from
+  ``round-2/``, and ends bit for bit where an uninterrupted fit ends."""
+  seq = sequences[0]
+  config = dataclasses.replace(CONFIG, rounds=2, eval_every=1)
+  uninterrupted = _fit(seq, body_model, config=config)
+  calls = []
+
+  def kill_in_round_2_at_5(progress):
+    calls.append(progress.step)
+    if len(calls) > CONFIG.steps and progress.step >= 5:  # round 1 reports steps 1..6
+      raise _Kill()
+
+  ckpt_dir = tmp_path / "ckpt"
+  with pytest.raises(_Kill):
+    _fit(seq, body_model, config=config, checkpoint_dir=str(ckpt_dir),
+         callbacks=[kill_in_round_2_at_5])
+  assert ckpt_lib.latest_checkpoint(str(ckpt_dir))[0] == CONFIG.steps
+  assert ckpt_lib.latest_checkpoint(str(ckpt_dir / "round-2"))[0] == 4
+  resumed = _fit(seq, body_model, config=config, checkpoint_dir=str(ckpt_dir))
+  assert ckpt_lib.tree_equal(resumed.state.params, uninterrupted.state.params)
+  assert ckpt_lib.tree_equal(resumed.state.opt_state, uninterrupted.state.opt_state)
+  assert resumed.history["total"] == uninterrupted.history["total"]
+
+
+@pytest.mark.parametrize("rounds", [1, 2])
+def test_fit_many_equals_single_fits(sequences, body_model, rounds):
+  """vmap over 2 subjects (different lengths: one padded) == 2 separate fits, in every round."""
   keys = many_keys()
-  singles = [_fit(s, body_model, key=k) for s, k in zip(sequences, keys)]
-  many = fit_lib.fit_many(sequences, CONFIG, keys=keys, losses=LOSSES, body_model=body_model)
+  config = dataclasses.replace(CONFIG, rounds=rounds)
+  singles = [_fit(s, body_model, config=config, key=k) for s, k in zip(sequences, keys)]
+  many = fit_lib.fit_many(sequences, config, keys=keys, losses=LOSSES, body_model=body_model)
   assert many.history["num_frames"] == [6, 5]
   for i, single in enumerate(singles):
     t = len(sequences[i])

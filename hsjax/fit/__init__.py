@@ -26,9 +26,12 @@ not for polishing a good initial guess.
 Schedule: for ``warmup_steps`` only the avatar trains (the pose groups' updates are masked
 with ``optax.transforms.conditionally_mask``, which also freezes their Adam moments), so the
 Gaussians first explain the images at the HMR poses; then avatar and poses train jointly,
-until the last step or for ``pose_steps`` steps, after which only the avatar trains. Named
-configurations: :func:`preset` (``"fast"``, the defaults; ``"quality"``: full resolution, a
-longer schedule, the shape refined too).
+until the last step or for ``pose_steps`` steps, after which only the avatar trains. With
+``rounds`` > 1 the fit is run again, from a fresh avatar, with the refined poses in place of
+the HMR estimates (its start and its pose prior's anchor), so that the final avatar is not
+formed on the first, wrong poses. Named configurations: :func:`preset` (``"fast"``, the
+defaults; ``"quality"``: full resolution, a longer schedule in two rounds, the shape refined
+too).
 Density control (``hsjax.density``; off by default, see ``FitConfig.densify_every``) runs
 every ``densify_every`` steps *outside* the jitted step, on fixed-capacity arrays, so it never
 retraces. So does the search of each Gaussian's nearest template vertex for the CAMEL terms

@@ -12,6 +12,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import functools
+import os
 import time
 from typing import Any, Callable, Mapping, Sequence
 
@@ -268,8 +269,8 @@ def _frame_schedule(key_data: np.ndarray, frame_valid: np.ndarray, steps: range,
 
 def _run(state: FitState, data: FitData, sources: Sequence[FrameSource],
          body_model: body_lib.BodyModel, config: FitConfig, losses: dict, *, batched: bool,
-         mesh=None, checkpoints, callbacks: Sequence[Callback], history: dict | None
-         ) -> tuple[FitState, dict]:
+         mesh=None, checkpoints, callbacks: Sequence[Callback], history: dict | None,
+         desc: str = "fit") -> tuple[FitState, dict]:
   """Runs the loop from ``state.step`` to ``config.steps``; shared by fit and fit_many.
 
   ``sources`` are the subjects' frames (one for :func:`fit`), fed to the step a minibatch at
@@ -305,7 +306,7 @@ def _run(state: FitState, data: FitData, sources: Sequence[FrameSource],
         history["eval"].append({"step": step, **{k: _to_py(v) for k, v in record.items()}})
 
   bar = tqdm.tqdm(total=config.steps, initial=start, disable=not config.progress,
-                  desc="fit", dynamic_ncols=True, leave=True)
+                  desc=desc, dynamic_ncols=True, leave=True)
   feeder = BatchFeeder(sources, key_data, frame_valid, config, batched=batched, local=local,
                        steps=range(start, max(config.steps, start + 1)))
   try:
@@ -408,6 +409,50 @@ def _initial_or_restored(make_state: Callable[[], FitState], config: FitConfig,
   return restored if restored is not None else (state, None)
 
 
+def _run_rounds(make_state: Callable[[], FitState], data: FitData,
+                sources: Sequence[FrameSource], body_model: body_lib.BodyModel,
+                config: FitConfig, losses: dict, *, batched: bool, mesh=None,
+                checkpoint_dir: str | None, make_checkpoints: Callable[[str], Any],
+                callbacks: Sequence[Callback]) -> tuple[FitState, dict]:
+  """Runs ``config.rounds`` fits of the same frames; each after the first starts from
+  ``make_state()`` (a fresh avatar and optimiser, the same key) with the previous round's
+  poses, which also replace the HMR estimates in ``data.init`` (the pose prior's anchor).
+
+  Round 1 checkpoints into ``checkpoint_dir``, round r > 1 into ``checkpoint_dir/round-<r>``;
+  a resumed fit restores finished rounds from their last checkpoint without re-running them.
+
+  Returns:
+    The last round's state and history; earlier rounds' histories under
+    ``history["earlier_rounds"]``.
+  """
+  earlier, poses = [], None
+  # With every pose group frozen a further round would repeat the first one exactly.
+  rounds = config.rounds if config.refines_poses else 1
+  for r in range(rounds):
+    directory = checkpoint_dir
+    if checkpoint_dir is not None and r > 0:
+      directory = os.path.join(checkpoint_dir, f"round-{r + 1}")
+
+    def start(poses=poses) -> FitState:
+      state = make_state()
+      return state if poses is None else state.replace(
+          params=state.params.replace(poses=poses))
+
+    checkpoints = None if directory is None else make_checkpoints(directory)
+    state, history = _initial_or_restored(start, config, checkpoints)
+    desc = "fit" if rounds == 1 else f"fit, round {r + 1}/{rounds}"
+    state, history = _run(state, data, sources, body_model, config, losses, batched=batched,
+                          mesh=mesh, checkpoints=checkpoints, callbacks=callbacks,
+                          history=history, desc=desc)
+    if r + 1 < rounds:
+      earlier.append(history)
+      poses = multihost.addressable(state.params.poses)  # every process's rows, on the host
+      data = data.replace(init=poses)
+  if earlier:
+    history = {**history, "earlier_rounds": earlier}
+  return state, history
+
+
 def fit(sequence, config: FitConfig = FitConfig(), *, key: jax.Array,
         checkpoint_dir: str | None = None, losses: losses_lib.Losses | None = None,
         callbacks: Sequence[Callback] = (), body_model: body_lib.BodyModel | None = None
@@ -441,12 +486,11 @@ def fit(sequence, config: FitConfig = FitConfig(), *, key: jax.Array,
   callbacks = list(callbacks)
   if getattr(sequence, "gt", None) is not None:
     callbacks.insert(0, pose_error_callback(body_model, sequence.gt))
-  checkpoints = (None if checkpoint_dir is None else
-                 ckpt_lib.FitCheckpoints(checkpoint_dir, config.keep_checkpoints))
-  state, history = _initial_or_restored(
-      lambda: init_state(data, config, body_model, key), config, checkpoints)
-  state, history = _run(state, data, [source], body_model, config, losses, batched=False,
-                        checkpoints=checkpoints, callbacks=callbacks, history=history)
+  state, history = _run_rounds(
+      lambda: init_state(data, config, body_model, key), data, [source], body_model, config,
+      losses, batched=False, checkpoint_dir=checkpoint_dir,
+      make_checkpoints=lambda d: ckpt_lib.FitCheckpoints(d, config.keep_checkpoints),
+      callbacks=callbacks)
   avatar = avatar_lib.combine(state.params.avatar, state.buffers)
   return FitResult(avatar=avatar, poses=state.params.poses, history=history, config=config,
                    state=state)
@@ -544,13 +588,12 @@ def fit_many(sequences: Sequence[Any], config: FitConfig = FitConfig(), *,
     states = [init_state(d, config, body_model, k) for d, k in zip(datas, keys)]
     return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *states)
 
-  checkpoints = (None if checkpoint_dir is None else
-                 ckpt_lib.SubjectCheckpoints(checkpoint_dir, config.keep_checkpoints,
-                                             len(sequences), mesh))
-  state, history = _initial_or_restored(make_state, config, checkpoints)
-  state, history = _run(state, data, sources, body_model, config, losses, batched=True,
-                        mesh=mesh, checkpoints=checkpoints, callbacks=list(callbacks),
-                        history=history)
+  state, history = _run_rounds(
+      make_state, data, sources, body_model, config, losses, batched=True, mesh=mesh,
+      checkpoint_dir=checkpoint_dir,
+      make_checkpoints=lambda d: ckpt_lib.SubjectCheckpoints(d, config.keep_checkpoints,
+                                                             len(sequences), mesh),
+      callbacks=list(callbacks))
   history["num_frames"] = lengths
   avatar = avatar_lib.combine(state.params.avatar, state.buffers)
   return FitResult(avatar=avatar, poses=state.params.poses, history=history, config=config,
