@@ -90,6 +90,16 @@ VARIANTS: dict[str, dict | str] = {
     "quality_density": {**_QUALITY_SH0, "num_gaussians": 20000, "active_fraction": 0.1,
                         "densify_every": 100, "densify_from": 100, "densify_until": 500,
                         "tile_capacity": 512},
+    # The quality preset's fifth choice: two rounds (its second from a fresh avatar at the
+    # first's poses) against one, "quality_sh0" (the preset until then).
+    "quality_rounds2": {**_QUALITY_SH0, "rounds": 2},
+    # ... and candidates on top of it: a third round; the depth terms three times firmer;
+    # SMPLify's shape prior (towards the mean body).
+    "quality_rounds3": {**_QUALITY_SH0, "rounds": 3},
+    "quality_rounds2_depth3": {**_QUALITY_SH0, "rounds": 2, "loss_weights": (
+        *fit.FORMER_POSE_WEIGHTS, ("depth_relative", 1.5), ("depth_3d_relative", 3.0))},
+    "quality_rounds2_betas_population": {**_QUALITY_SH0, "rounds": 2, "loss_weights": (
+        *fit.FORMER_POSE_WEIGHTS, ("betas_population", 1.0))},
     # The fast preset as it was until 2026-12-05 (before the tether and the colour).
     "fast_2026_12_05": {"loss_weights": (("anchor_tether", 0.0),), "fill_unseen_at": 0},
 }
