@@ -100,6 +100,8 @@ VARIANTS: dict[str, dict | str] = {
         *fit.FORMER_POSE_WEIGHTS, ("depth_relative", 1.5), ("depth_3d_relative", 3.0))},
     "quality_rounds2_betas_population": {**_QUALITY_SH0, "rounds": 2, "loss_weights": (
         *fit.FORMER_POSE_WEIGHTS, ("betas_population", 1.0))},
+    "quality_rounds2_betas_population_01": {**_QUALITY_SH0, "rounds": 2, "loss_weights": (
+        *fit.FORMER_POSE_WEIGHTS, ("betas_population", 0.1))},
     # The fast preset as it was until 2026-12-05 (before the tether and the colour).
     "fast_2026_12_05": {"loss_weights": (("anchor_tether", 0.0),), "fill_unseen_at": 0},
 }
