@@ -274,7 +274,7 @@ def _quality() -> FitConfig:
   # from more than one side cannot fit one, and what it fits shows as wrong colour in other
   # views (three dev sequences: novel view +0.54 dB, novel pose +0.07 dB; BENCHMARKS.md,
   # "View-independent colour and person crops"). Two rounds: the second fits a fresh avatar
-  # from the poses the first refined (three dev sequences: novel pose +1.14 dB, novel view
+  # from the poses the first refined (three dev sequences: novel pose +1.13 dB, novel view
   # +0.12 dB, MPJPE -4.0 mm; BENCHMARKS.md, "Rounds").
   return FitConfig(downsample=1, max_fit_size=512, steps=600, warmup_steps=50,
                    train_betas=True, loss_weights=FORMER_POSE_WEIGHTS, fill_unseen_at=500,
