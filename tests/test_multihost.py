@@ -1,8 +1,9 @@
 """A fit_many over two processes (JAX's distributed runtime, CPU devices, gloo collectives)
-equals the single-process fit_many, and writes each subject's checkpoints once, from the
-process that holds the subject; killed and resumed over two processes, it ends at the same
-parameters."""
+equals the single-process fit_many, in one round or two, and writes each subject's checkpoints
+once, from the process that holds the subject; killed and resumed over two processes, it ends
+at the same parameters."""
 
+import dataclasses
 import json
 import os
 import socket
@@ -29,7 +30,7 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _run_processes(out_dir, checkpoint_dir):
+def _run_processes(out_dir, checkpoint_dir, rounds: int = 1):
   """Starts the worker in PROCESSES processes of one device each; returns their outputs."""
   port = _free_port()
   # This process's XLA flags (the same compilation as the reference), one device each.
@@ -38,7 +39,7 @@ def _run_processes(out_dir, checkpoint_dir):
   env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=" ".join(
       [*xla_flags, "--xla_force_host_platform_device_count=1"]))
   procs = [subprocess.Popen([sys.executable, WORKER, str(i), str(PROCESSES), str(port),
-                             str(out_dir), str(checkpoint_dir)], env=env,
+                             str(out_dir), str(checkpoint_dir), str(rounds)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
            for i in range(PROCESSES)]
   logs = []
@@ -85,6 +86,22 @@ def test_two_processes_equal_one(tmp_path, single_process):
                              rtol=test_fit.MULTI_TOL)
   for s in range(PROCESSES):
     steps = [step for step, _ in ckpt_lib.list_checkpoints(checkpoint_dir / f"subject-{s:03d}")]
+    assert steps[-1] == test_fit.CONFIG.steps
+
+
+def test_two_processes_fit_two_rounds_as_one(tmp_path):
+  """Between rounds the poses are gathered from both processes: two rounds over two processes
+  equal two rounds in one, and each process writes its subject's round-2 checkpoints."""
+  config = dataclasses.replace(test_fit.CONFIG, rounds=2)
+  reference = fit_lib.fit_many(test_fit.two_subjects(), config, keys=test_fit.many_keys(),
+                               losses=test_fit.LOSSES,
+                               body_model=body_lib.load_body_model("default"))
+  checkpoint_dir = tmp_path / "ckpt"
+  _run_processes(tmp_path, checkpoint_dir, rounds=2)
+  _assert_equal_to_reference(tmp_path, reference)
+  for s in range(PROCESSES):
+    steps = [step for step, _ in
+             ckpt_lib.list_checkpoints(checkpoint_dir / "round-2" / f"subject-{s:03d}")]
     assert steps[-1] == test_fit.CONFIG.steps
 
 
