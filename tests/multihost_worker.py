@@ -3,9 +3,8 @@
   python tests/multihost_worker.py PROCESS_ID NUM_PROCESSES PORT OUT_DIR CHECKPOINT_DIR [ROUNDS]
 
 Joins the run on localhost:PORT (CPU devices, gloo collectives), fits the two subjects of
-tests/test_fit.py over a "subject" mesh of all processes' devices (in ROUNDS rounds, default
-1), and writes
-``OUT_DIR/params.npz`` (process 0: every subject's parameters, gathered) and
+tests/test_fit.py over a "subject" mesh of all processes' devices in ROUNDS rounds (default 1),
+and writes ``OUT_DIR/params.npz`` (process 0: every subject's parameters, gathered) and
 ``OUT_DIR/process-<id>.json`` (the subjects this process checkpointed).
 """
 
