@@ -787,7 +787,6 @@ def views_in_camera_frame(sequence, keep):
   A video fit's world is its camera's frame (identity extrinsics); the views are re-expressed
   in the training camera's frame and restricted to the fitted frames ``keep [T] bool``.
   """
-  import dataclasses  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   import numpy as np  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   from hsjax.camera import Camera  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   frames = np.flatnonzero(keep)

@@ -364,7 +364,8 @@ def _run(state: FitState, data: FitData, sources: Sequence[FrameSource],
     feeder.close()
     bar.close()
   run_callbacks(state, config.steps)
-  if checkpoints is not None:
+  # A fit restored at its last step (a finished round of a resumed fit) has that checkpoint.
+  if checkpoints is not None and start < config.steps:
     checkpoints.save(config.steps, state, history, config)
   return state, history
 
