@@ -102,6 +102,19 @@ VARIANTS: dict[str, dict | str] = {
         *fit.FORMER_POSE_WEIGHTS, ("betas_population", 1.0))},
     "quality_rounds2_betas_population_01": {**_QUALITY_SH0, "rounds": 2, "loss_weights": (
         *fit.FORMER_POSE_WEIGHTS, ("betas_population", 0.1))},
+    # Density control (as "quality_density") in each of two rounds: a larger avatar on the
+    # second round's better poses.
+    "quality_rounds2_density": {**_QUALITY_SH0, "rounds": 2, "num_gaussians": 20000,
+                                "active_fraction": 0.1, "densify_every": 100,
+                                "densify_from": 100, "densify_until": 500, "tile_capacity": 512},
+    # Two rounds without the rendered-depth L1: the depth's shape from the 3D term alone.
+    "quality_rounds2_no_depth_l1": {**_QUALITY_SH0, "rounds": 2, "loss_weights": (
+        *fit.FORMER_POSE_WEIGHTS, ("depth_relative", 0.0))},
+    # Two rounds with the 3D depth term pulling only the centres that face the camera (cosine
+    # above 0.5): the grazing sides of thin parts, which a depth map does not sample, left out.
+    "quality_rounds2_3d_facing": {**_QUALITY_SH0, "rounds": 2, "loss_weights": (
+        *fit.FORMER_POSE_WEIGHTS, ("depth_3d_relative", 0.0),
+        ("depth_3d_relative_facing", 1.0))},
     # The fast preset as it was until 2026-12-05 (before the tether and the colour).
     "fast_2026_12_05": {"loss_weights": (("anchor_tether", 0.0),), "fill_unseen_at": 0},
 }

@@ -76,6 +76,25 @@ def test_visible_gaussians_agree_with_ground_truth_depth(scene):
     assert np.mean(z[u] - gt_depth[u] > 0.03) > 0.7
 
 
+def test_visible_gaussians_min_facing_leaves_out_the_grazing_centres(scene):
+  seen = np.asarray(losses.visible_gaussians(scene.render, scene.params, scene.ctx)) > 0
+  facing = np.asarray(losses.visible_gaussians(scene.render, scene.params, scene.ctx,
+                                               min_facing=0.5)) > 0
+  body = scene.ctx.body
+  normals = np.asarray(body_lib.vertex_normals(body.vertices, scene.ctx.body_model.faces))
+  n = normals[:, np.asarray(losses.camel_nearest_vertices(scene.params, scene.ctx))]
+  w2c = np.asarray(scene.ctx.camera.world_to_cam)
+  centre = -np.einsum("fji,fj->fi", w2c[:, :3, :3], w2c[:, :3, 3])
+  to_camera = centre[:, None] - np.asarray(scene.ctx.gaussians.means)
+  cosine = np.sum(n * to_camera, -1) / (np.linalg.norm(n, axis=-1)
+                                        * np.linalg.norm(to_camera, axis=-1))
+  assert not np.any(facing & ~seen)
+  assert np.all(cosine[facing] > 0.5 - 1e-5)
+  assert np.all(cosine[seen & ~facing] < 0.5 + 1e-5)
+  # On a body, a good share of what the camera sees is seen at a grazing angle.
+  assert 0.3 * seen.sum() < facing.sum() < 0.9 * seen.sum()
+
+
 def test_depth_3d_pulls_only_visible_gaussians(scene):
   term = losses.make_depth_chamfer()
   seen = np.asarray(losses.visible_gaussians(scene.render, scene.params, scene.ctx)) > 0

@@ -168,11 +168,13 @@ def depth_ssi(render, frame, params, ctx) -> jax.Array:
   return frame.depth_weight * err
 
 
-def visible_gaussians(render, params, ctx, *, margin: float = 0.03) -> jax.Array:
+def visible_gaussians(render, params, ctx, *, margin: float = 0.03,
+                      min_facing: float = 0.0) -> jax.Array:
   """[F, N] float: 1 for the Gaussians each camera sees, 0 for the others.
 
   A Gaussian is seen when it projects inside the image (``render.visible``), its reference
-  vertex's posed normal faces the camera, and its centre is no more than ``margin`` metres
+  vertex's posed normal faces the camera (the cosine between the normal and the direction
+  to the camera above ``min_facing``), and its centre is no more than ``margin`` metres
   behind the rendered depth at its pixel (self-occlusion: the torso behind an arm). The
   test uses the render itself, not the observation, so it holds under a biased depth map;
   it is a selection, not differentiated.
@@ -184,7 +186,9 @@ def visible_gaussians(render, params, ctx, *, margin: float = 0.03) -> jax.Array
   n = normals[:, camel_nearest_vertices(params, ctx)]  # [F, N, 3]
   rot, t = camera.world_to_cam[:, :3, :3], camera.world_to_cam[:, :3, 3]
   centre = -jnp.einsum("fji,fj->fi", rot, t)  # camera centre R^T (-t), world
-  facing = jnp.sum(n * (centre[:, None] - means), -1) > 0
+  to_camera = centre[:, None] - means
+  facing = (jnp.sum(n * to_camera, -1)
+            > min_facing * jnp.linalg.norm(n, axis=-1) * jnp.linalg.norm(to_camera, axis=-1))
   z = jnp.einsum("fij,fnj->fni", rot, means)[..., 2] + t[:, None, 2]
   h, w = render.depth.shape[1:]
   px = jnp.clip(jnp.floor(sg(render.means2d)).astype(jnp.int32), 0,
@@ -197,7 +201,7 @@ def visible_gaussians(render, params, ctx, *, margin: float = 0.03) -> jax.Array
 
 def make_depth_chamfer(beta: float = 0.02, stride: int = 1, max_points: int = 512,
                        max_means: int = 1024, margin: float = 0.03,
-                       remove_offset: bool = False) -> Term:
+                       remove_offset: bool = False, min_facing: float = 0.0) -> Term:
   """The method's 3D depth term: one-sided Huber Chamfer of visible centres to the depth.
 
   Per minibatch frame, ``hsjax.camel.depth_chamfer`` from the centres of the Gaussians the
@@ -219,10 +223,15 @@ def make_depth_chamfer(beta: float = 0.02, stride: int = 1, max_points: int = 51
     remove_offset: move each frame's observed depth by its :func:`depth_offset` (not
       differentiated) first, so that the term constrains the shape of the visible surface
       and leaves the distance to :func:`depth_root`.
+    min_facing: the centres pulled are those whose surface normal makes a cosine above this
+      with the direction to the camera (:func:`visible_gaussians`). A depth map samples a
+      surface seen at a grazing angle (a limb's sides) only at its pixel centres, inside the
+      silhouette, so the one-sided Chamfer pulls the grazing centres towards the camera and
+      inwards; a threshold leaves them out.
   """
 
   def depth_chamfer(render, frame, params, ctx) -> jax.Array:
-    seen = visible_gaussians(render, params, ctx, margin=margin)
+    seen = visible_gaussians(render, params, ctx, margin=margin, min_facing=min_facing)
     depth = frame.depth
     if remove_offset:
       offset = jax.lax.stop_gradient(depth_offset(render, frame))
