@@ -56,36 +56,28 @@ flags.adopt_module_key_flags(common)
 
 
 def video_fit_overrides(fit_flags: common.FitFlags) -> dict:
-  """The fit settings in which a video run differs from the library's defaults: its schedule
-  (``hsjax.video.VIDEO_SCHEDULE``, a given ``--warmup_steps`` kept within it) unless
-  ``--steps`` chooses one, and the shape of the landmark initialisation kept
-  (``hsjax.video.VIDEO_TRAIN_BETAS``) unless ``--train_betas`` is given, and the frames
-  fitted as decoded (``hsjax.video.VIDEO_DOWNSAMPLE``) unless ``--downsample`` is given,
-  whole or cropped to the person (``hsjax.video.VIDEO_PERSON_CROP``) unless ``--person_crop``
-  is given, the avatar's colour of SH degree ``hsjax.video.VIDEO_SH_DEGREE`` unless
-  ``--sh_degree`` is given, and the unseen sides coloured at
-  ``hsjax.video.VIDEO_FILL_UNSEEN_AT`` (within the schedule) unless ``--fill_unseen_at`` is
-  given; none when ``--preset`` chooses the configuration."""
+  """The fit settings in which a video run differs from the library's defaults
+  (``hsjax.video.video_fit_config``): its schedule (a given ``--warmup_steps`` kept within it)
+  unless ``--steps`` chooses one, the shape of the landmark initialisation kept unless
+  ``--train_betas`` is given, the frames fitted as decoded unless ``--downsample`` is given,
+  windowed around the person unless ``--person_crop`` is given, the avatar's colour degree
+  unless ``--sh_degree`` is given and the unseen sides' colouring step (within the schedule)
+  unless ``--fill_unseen_at`` is given; none when ``--preset`` chooses the configuration. The
+  loss weights are the caller's (``hsjax.video.VIDEO_LOSS_WEIGHTS`` with ``--losses``)."""
   from hsjax import video  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   if fit_flags.preset.present:
     return {}
-  overrides = {}
-  if not fit_flags.steps.present:
-    steps, warmup = video.VIDEO_SCHEDULE
-    if fit_flags.warmup_steps.present:
-      warmup = min(fit_flags.warmup_steps.value, steps)
-    overrides.update(steps=steps, warmup_steps=warmup)
-  if not fit_flags.train_betas.present:
-    overrides["train_betas"] = video.VIDEO_TRAIN_BETAS
-  if not fit_flags.downsample.present:
-    overrides["downsample"] = video.VIDEO_DOWNSAMPLE
-  if not fit_flags.person_crop.present:
-    overrides["person_crop"] = video.VIDEO_PERSON_CROP
-  if not fit_flags.sh_degree.present:
-    overrides["sh_degree"] = video.VIDEO_SH_DEGREE
-  if not fit_flags.fill_unseen_at.present:
-    steps = overrides.get("steps", fit_flags.steps.value)
-    overrides["fill_unseen_at"] = min(video.VIDEO_FILL_UNSEEN_AT, steps)
+  given_steps = {"steps": fit_flags.steps.value} if fit_flags.steps.present else {}
+  config = video.video_fit_config(**given_steps)
+  flag_of_field = {"train_betas": fit_flags.train_betas, "downsample": fit_flags.downsample,
+                   "person_crop": fit_flags.person_crop, "sh_degree": fit_flags.sh_degree,
+                   "fill_unseen_at": fit_flags.fill_unseen_at}
+  overrides = {field: getattr(config, field) for field, flag in flag_of_field.items()
+               if not flag.present}
+  if not given_steps:
+    warmup = (min(fit_flags.warmup_steps.value, config.steps) if fit_flags.warmup_steps.present
+              else config.warmup_steps)
+    overrides.update(steps=config.steps, warmup_steps=warmup)
   return overrides
 
 

@@ -137,9 +137,7 @@ def main(argv):
            "landmark_init": metrics.pose_metrics(body_model, init, gt_k)}
     gt_masks = np.asarray(seq.masks)[keep]
     row["observed_mask_iou"] = float(np.mean(metrics.mask_iou(obs.masks[keep], gt_masks)))
-    steps, warmup = video.VIDEO_SCHEDULE
-    steps = steps if _STEPS.value < 0 else _STEPS.value
-    warmup = warmup if _WARMUP.value < 0 else _WARMUP.value
+    steps = video.VIDEO_SCHEDULE[0] if _STEPS.value < 0 else _STEPS.value
     if steps > 0:
       vseq, _ = video.build_sequence(spec, frames, obs, cams, init, keypoints, fps=seq.fps,
                                      gt=gt_k)
@@ -149,18 +147,16 @@ def main(argv):
       if _POSE_PRIOR_WEIGHT.value >= 0:
         weights["pose_prior"] = _POSE_PRIOR_WEIGHT.value
       weights.update(common.parse_losses(_LOSSES.value))
-      config = fit.FitConfig(steps=steps, warmup_steps=min(warmup, steps),
-                             fill_unseen_at=(min(video.VIDEO_FILL_UNSEEN_AT, steps)
-                                             if _FILL_UNSEEN_AT.value < 0
-                                             else _FILL_UNSEEN_AT.value),
-                             pose_steps=_POSE_STEPS.value, rounds=_ROUNDS.value,
-                             loss_weights=tuple(weights.items()),
-                             train_betas=video.VIDEO_TRAIN_BETAS,
-                             downsample=video.VIDEO_DOWNSAMPLE,
-                             person_crop=(video.VIDEO_PERSON_CROP if _PERSON_CROP.value is None
-                                          else _PERSON_CROP.value),
-                             sh_degree=(video.VIDEO_SH_DEGREE if _SH_DEGREE.value < 0
-                                        else _SH_DEGREE.value), progress=False)
+      given = {"warmup_steps": min(_WARMUP.value, steps)} if _WARMUP.value >= 0 else {}
+      if _FILL_UNSEEN_AT.value >= 0:
+        given["fill_unseen_at"] = _FILL_UNSEEN_AT.value
+      if _PERSON_CROP.value is not None:
+        given["person_crop"] = _PERSON_CROP.value
+      if _SH_DEGREE.value >= 0:
+        given["sh_degree"] = _SH_DEGREE.value
+      config = video.video_fit_config(steps=steps, pose_steps=_POSE_STEPS.value,
+                                      rounds=_ROUNDS.value, loss_weights=tuple(weights.items()),
+                                      progress=False, **given)
       t3 = time.perf_counter()
       result = fit.fit(vseq, config, key=jax.random.key(0), body_model=body_model)
       row["fit_s"] = time.perf_counter() - t3

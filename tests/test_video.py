@@ -73,6 +73,21 @@ def test_focal_from_fov_default_is_the_diagonal():
   assert cams.K.shape == (3, 3, 3) and cams.K[0, 0, 2] == 320
 
 
+def test_video_fit_config_takes_the_video_settings_and_keeps_its_steps_within_the_schedule():
+  config = video.video_fit_config()
+  steps, warmup = video.VIDEO_SCHEDULE
+  assert (config.steps, config.warmup_steps, config.fill_unseen_at) == (
+      steps, warmup, video.VIDEO_FILL_UNSEEN_AT)
+  assert config.loss_weights == video.VIDEO_LOSS_WEIGHTS
+  assert (config.train_betas, config.downsample, config.person_crop, config.sh_degree) == (
+      video.VIDEO_TRAIN_BETAS, video.VIDEO_DOWNSAMPLE, video.VIDEO_PERSON_CROP,
+      video.VIDEO_SH_DEGREE)
+  short = video.video_fit_config(steps=40)
+  assert (short.steps, short.warmup_steps, short.fill_unseen_at) == (40, 40, 40)
+  given = video.video_fit_config(steps=40, warmup_steps=5, sh_degree=1, rounds=2)
+  assert (given.warmup_steps, given.fill_unseen_at, given.sh_degree, given.rounds) == (5, 40, 1, 2)
+
+
 def test_correspondence_rows_sum_to_one_and_are_equivariant():
   for w in (correspondence.NAIVE_WEIGHTS, correspondence.CALIBRATED_WEIGHTS):
     assert np.allclose(w.sum(axis=1), 1.0, atol=1e-5)

@@ -38,6 +38,7 @@ from hsjax.video.pipeline import focal_from_fov
 from hsjax.video.pipeline import initialise
 from hsjax.video.pipeline import usable_frames
 from hsjax.video.pipeline import video_cameras
+from hsjax.video.pipeline import video_fit_config
 
 __all__ = [
     "CALIBRATED_WEIGHTS",
@@ -69,4 +70,5 @@ __all__ = [
     "transform_params",
     "usable_frames",
     "video_cameras",
+    "video_fit_config",
 ]

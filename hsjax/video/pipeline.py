@@ -22,6 +22,7 @@ from hsjax.camera import intrinsics
 from hsjax.camera import project_points
 from hsjax.data.sequence import Sequence
 from hsjax.fit.config import FORMER_POSE_WEIGHTS
+from hsjax.fit.config import FitConfig
 from hsjax.rendering import DEFAULT_TILE_CAPACITY
 from hsjax.video import correspondence
 from hsjax.video import init as init_lib
@@ -96,6 +97,26 @@ VIDEO_PERSON_CROP = True
 # dB (every clip +0.18 to +0.24), MPJPE 99.5 -> 99.7 mm, PA-MPJPE 76.3 -> 76.3, IoU 0.906 ->
 # 0.904 (BENCHMARKS.md, "Video front end").
 VIDEO_SH_DEGREE = 0
+
+
+def video_fit_config(**overrides) -> FitConfig:
+  """The configuration of a video fit: ``FitConfig``'s defaults with the video's settings above.
+
+  Those are the loss weights (:data:`VIDEO_LOSS_WEIGHTS`), the schedule
+  (:data:`VIDEO_SCHEDULE`), the shape kept (:data:`VIDEO_TRAIN_BETAS`), the frames as decoded
+  (:data:`VIDEO_DOWNSAMPLE`) and windowed (:data:`VIDEO_PERSON_CROP`), the colour's SH degree
+  (:data:`VIDEO_SH_DEGREE`) and the unseen sides coloured at :data:`VIDEO_FILL_UNSEEN_AT`.
+  ``overrides`` (any ``FitConfig`` field) replace them; with fewer ``steps`` the warm-up and
+  the colouring step are kept within the schedule unless given.
+  """
+  default_steps, default_warmup = VIDEO_SCHEDULE
+  steps = overrides.get("steps", default_steps)
+  fields = {"steps": steps, "warmup_steps": min(default_warmup, steps),
+            "fill_unseen_at": min(VIDEO_FILL_UNSEEN_AT, steps),
+            "loss_weights": VIDEO_LOSS_WEIGHTS, "train_betas": VIDEO_TRAIN_BETAS,
+            "downsample": VIDEO_DOWNSAMPLE, "person_crop": VIDEO_PERSON_CROP,
+            "sh_degree": VIDEO_SH_DEGREE}
+  return FitConfig(**{**fields, **overrides})
 
 
 def focal_from_fov(width: int, height: int, diagonal_fov_deg: float) -> float:
