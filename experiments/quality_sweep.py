@@ -59,6 +59,10 @@ _QUALITY_TETHER_FILL = {"downsample": 1, "max_fit_size": 512, "steps": 600, "tra
                         "fill_unseen_at": 500}
 # ... and with the view-independent colour: the quality preset since 2026-12-05.
 _QUALITY_SH0 = {**_QUALITY_TETHER_FILL, "sh_degree": 0}
+# Density control growing the avatar's 2,000 Gaussians into a capacity of 20,000 (3DGS's
+# clone / split / prune every 100 steps from step 100 to 500).
+_DENSITY_20K = {"num_gaussians": 20000, "active_fraction": 0.1, "densify_every": 100,
+                "densify_from": 100, "densify_until": 500, "tile_capacity": 512}
 VARIANTS: dict[str, dict | str] = {
     "fast": "fast",
     "full_res": {"downsample": 1, "steps": 300, **_SHAPE_FIXED},
@@ -85,11 +89,8 @@ VARIANTS: dict[str, dict | str] = {
     "quality_tether_fill": _QUALITY_TETHER_FILL,
     "quality_sh0": _QUALITY_SH0,
     "quality_crop": {**_QUALITY_TETHER_FILL, "person_crop": True},
-    # The quality preset (SH degree 0) with density control growing its 2,000 Gaussians into a
-    # capacity of 20,000 (3DGS's clone / split / prune every 100 steps from step 100 to 500).
-    "quality_density": {**_QUALITY_SH0, "num_gaussians": 20000, "active_fraction": 0.1,
-                        "densify_every": 100, "densify_from": 100, "densify_until": 500,
-                        "tile_capacity": 512},
+    # The quality preset (SH degree 0) with density control (_DENSITY_20K).
+    "quality_density": {**_QUALITY_SH0, **_DENSITY_20K},
     # The quality preset's fifth choice: two rounds (its second from a fresh avatar at the
     # first's poses) against one, "quality_sh0" (the preset until then).
     "quality_rounds2": {**_QUALITY_SH0, "rounds": 2},
@@ -102,11 +103,9 @@ VARIANTS: dict[str, dict | str] = {
         *fit.FORMER_POSE_WEIGHTS, ("betas_population", 1.0))},
     "quality_rounds2_betas_population_01": {**_QUALITY_SH0, "rounds": 2, "loss_weights": (
         *fit.FORMER_POSE_WEIGHTS, ("betas_population", 0.1))},
-    # Density control (as "quality_density") in each of two rounds: a larger avatar on the
+    # Density control (_DENSITY_20K) in each of two rounds: a larger avatar on the
     # second round's better poses.
-    "quality_rounds2_density": {**_QUALITY_SH0, "rounds": 2, "num_gaussians": 20000,
-                                "active_fraction": 0.1, "densify_every": 100,
-                                "densify_from": 100, "densify_until": 500, "tile_capacity": 512},
+    "quality_rounds2_density": {**_QUALITY_SH0, **_DENSITY_20K, "rounds": 2},
     # Two rounds without the rendered-depth L1: the depth's shape from the 3D term alone.
     "quality_rounds2_no_depth_l1": {**_QUALITY_SH0, "rounds": 2, "loss_weights": (
         *fit.FORMER_POSE_WEIGHTS, ("depth_relative", 0.0))},

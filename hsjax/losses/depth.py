@@ -187,8 +187,8 @@ def visible_gaussians(render, params, ctx, *, margin: float = 0.03,
   rot, t = camera.world_to_cam[:, :3, :3], camera.world_to_cam[:, :3, 3]
   centre = -jnp.einsum("fji,fj->fi", rot, t)  # camera centre R^T (-t), world
   to_camera = centre[:, None] - means
-  facing = (jnp.sum(n * to_camera, -1)
-            > min_facing * jnp.linalg.norm(n, axis=-1) * jnp.linalg.norm(to_camera, axis=-1))
+  # The normals are unit vectors: the cosine's threshold scales with the distance alone.
+  facing = jnp.sum(n * to_camera, -1) > min_facing * jnp.linalg.norm(to_camera, axis=-1)
   z = jnp.einsum("fij,fnj->fni", rot, means)[..., 2] + t[:, None, 2]
   h, w = render.depth.shape[1:]
   px = jnp.clip(jnp.floor(sg(render.means2d)).astype(jnp.int32), 0,
