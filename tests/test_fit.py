@@ -226,6 +226,14 @@ def test_rounds_resume_in_the_round_they_stopped(sequences, body_model, tmp_path
   assert ckpt_lib.tree_equal(resumed.state.params, uninterrupted.state.params)
   assert ckpt_lib.tree_equal(resumed.state.opt_state, uninterrupted.state.opt_state)
   assert resumed.history["total"] == uninterrupted.history["total"]
+  # The restored round 1 is not run again: its evaluation records are not repeated.
+  restored_round_1 = resumed.history["earlier_rounds"][0]
+  assert [r["step"] for r in restored_round_1["eval"]] == list(range(1, CONFIG.steps + 1))
+  # A finished fit resumed once more returns what it restored, and calls no callback.
+  again = _fit(seq, body_model, config=config, checkpoint_dir=str(ckpt_dir),
+               callbacks=[kill_in_round_2_at_5])
+  assert ckpt_lib.tree_equal(again.state.params, uninterrupted.state.params)
+  assert [r["step"] for r in again.history["eval"]] == list(range(1, CONFIG.steps + 1))
 
 
 @pytest.mark.parametrize("rounds", [1, 2])

@@ -276,10 +276,6 @@ def _run(state: FitState, data: FitData, sources: Sequence[FrameSource],
   ``sources`` are the subjects' frames (one for :func:`fit`), fed to the step a minibatch at
   a time.
   """
-  try:
-    jitted = _compiled_step(_numerics_key(config), tuple(losses.items()), batched, mesh)
-  except TypeError:  # an unhashable weight or term: no caching
-    jitted = _compiled_step.__wrapped__(config, tuple(losses.items()), batched, mesh)
   key_data, frame_valid = multihost.to_host((state.key, data.frame_valid))
   local = set(range(len(sources)))
   if mesh is not None:
@@ -291,6 +287,14 @@ def _run(state: FitState, data: FitData, sources: Sequence[FrameSource],
 
   history = _new_history() if history is None else history
   start = int(np.max(multihost.to_host(state.step)))
+  if start >= config.steps:
+    # A finished round restored at its last step (a resumed fit): its history holds the final
+    # callbacks' records and its checkpoint is on disk; nothing is left to compile or run.
+    return state, history
+  try:
+    jitted = _compiled_step(_numerics_key(config), tuple(losses.items()), batched, mesh)
+  except TypeError:  # an unhashable weight or term: no caching
+    jitted = _compiled_step.__wrapped__(config, tuple(losses.items()), batched, mesh)
   time_offset = history["time"][-1] if history["time"] else 0.0
   t0 = time.perf_counter()
   last_ckpt = checkpoints.latest() if checkpoints is not None else None
@@ -364,8 +368,7 @@ def _run(state: FitState, data: FitData, sources: Sequence[FrameSource],
     feeder.close()
     bar.close()
   run_callbacks(state, config.steps)
-  # A fit restored at its last step (a finished round of a resumed fit) has that checkpoint.
-  if checkpoints is not None and start < config.steps:
+  if checkpoints is not None:
     checkpoints.save(config.steps, state, history, config)
   return state, history
 
