@@ -114,6 +114,9 @@ VARIANTS: dict[str, dict | str] = {
     "quality_rounds2_3d_facing": {**_QUALITY_SH0, "rounds": 2, "loss_weights": (
         *fit.FORMER_POSE_WEIGHTS, ("depth_3d_relative", 0.0),
         ("depth_3d_relative_facing", 1.0))},
+    # Two rounds with the root placed for the skin under the sunk centres (depth_root_skin).
+    "quality_rounds2_root_skin": {**_QUALITY_SH0, "rounds": 2, "loss_weights": (
+        *fit.FORMER_POSE_WEIGHTS, ("depth_root", 0.0), ("depth_root_skin", 0.5))},
     # The fast preset as it was until 2026-12-05 (before the tether and the colour).
     "fast_2026_12_05": {"loss_weights": (("anchor_tether", 0.0),), "fill_unseen_at": 0},
 }

@@ -31,6 +31,18 @@ def scene(body_model):
   """Two frames of the default sequence (exact depth), an avatar posed with the ground truth,
   its render and the loss arguments."""
   seq, avatar = two_frame_scene(body_model)
+  k = jnp.broadcast_to(jnp.asarray(seq.cameras.K, jnp.float32), (2, 3, 3))
+  frame = losses.Frame(image=jnp.zeros((2, SIZE, SIZE, 3)), mask=jnp.asarray(seq.masks),
+                       depth=jnp.asarray(seq.depth, jnp.float32), depth_K=k,
+                       depth_weight=jnp.float32(1.0), depth_is_metric=jnp.float32(1.0),
+                       index=jnp.arange(2))
+  return types.SimpleNamespace(seq=seq, avatar=avatar, frame=frame,
+                               **_posed(avatar, seq, body_model))
+
+
+def _posed(avatar, seq, body_model) -> dict:
+  """``avatar`` posed with the truth of ``seq``'s two frames: the loss terms' ``params``,
+  ``render`` and ``ctx``."""
   gt = seq.gt
   poses = SMPLParams(betas=jnp.asarray(gt.betas), body_pose=jnp.asarray(gt.body_pose),
                      global_orient=jnp.asarray(gt.global_orient), transl=jnp.asarray(gt.transl))
@@ -42,12 +54,8 @@ def scene(body_model):
   ctx = losses.StepContext(step=jnp.int32(0), body=out.body, deformed=out.deformed,
                            sequence_joints=out.body.joints, frame_valid=jnp.ones(2, bool),
                            init=poses, body_model=body_model, camera=camera)
-  frame = losses.Frame(image=jnp.zeros((2, SIZE, SIZE, 3)), mask=jnp.asarray(seq.masks),
-                       depth=jnp.asarray(seq.depth, jnp.float32), depth_K=k,
-                       depth_weight=jnp.float32(1.0), depth_is_metric=jnp.float32(1.0),
-                       index=jnp.arange(2))
-  return types.SimpleNamespace(seq=seq, avatar=avatar, params=types.SimpleNamespace(
-      avatar=avatar), render=out.render, ctx=ctx, frame=frame)
+  return {"params": types.SimpleNamespace(avatar=avatar, poses=poses), "render": out.render,
+          "ctx": ctx}
 
 
 def _camera_z(points, world_to_cam):
@@ -117,6 +125,50 @@ def test_depth_3d_pulls_only_visible_gaussians(scene):
                   {"mask": jnp.zeros_like(scene.frame.mask)}):
     v, grad = jax.value_and_grad(value)(means, scene.frame.replace(**changed))
     assert float(v) == 0.0 and np.all(np.isfinite(np.asarray(grad)))
+
+
+def _moved_along_normals(scene, body_model, distance):
+  """The scene's avatar with every canonical centre moved ``distance`` metres along its
+  reference vertex's normal (negative: under the skin), posed again."""
+  avatar = scene.avatar
+  nearest = losses.camel_nearest_vertices(scene.params, scene.ctx)
+  normals = body_lib.vertex_normals(body_model.v_template, body_model.faces)[nearest]
+  moved = avatar.replace(means=avatar.means + distance * normals)
+  return types.SimpleNamespace(**{**vars(scene), **_posed(moved, scene.seq, body_model)})
+
+
+def test_depth_root_skin_places_the_body_for_the_skin_under_sunk_centres(scene, body_model):
+  """Centres sunk 6 mm under the skin render a surface millimetres further away; the skin's
+  offset (depth_offset + sunk_centres_depth) stays where it was. On or outside the skin
+  nothing is lifted and depth_root_skin is depth_root; its gradient reaches the root
+  translation alone."""
+  def skin_offset(s):
+    return np.asarray(losses.depth_offset(s.render, s.frame)
+                      + losses.sunk_centres_depth(s.render, s.params, s.ctx))
+
+  sunk = _moved_along_normals(scene, body_model, -0.006)
+  rendered_shift = np.asarray(losses.depth_offset(sunk.render, sunk.frame)
+                              - losses.depth_offset(scene.render, scene.frame))
+  assert np.all(rendered_shift > 0.002)  # the rendered surface moved back with the centres
+  lift = np.asarray(losses.sunk_centres_depth(sunk.render, sunk.params, sunk.ctx))
+  assert np.all((lift < -0.003) & (lift > -0.006))  # facing the camera, up to 6 mm
+  np.testing.assert_array_less(np.abs(skin_offset(sunk) - skin_offset(scene)),
+                               0.4 * rendered_shift)
+
+  outside = _moved_along_normals(scene, body_model, 0.006)
+  assert np.all(np.asarray(losses.sunk_centres_depth(outside.render, outside.params,
+                                                     outside.ctx)) == 0.0)
+  args = (outside.render, outside.frame, outside.params, outside.ctx)
+  assert float(losses.depth_root_skin(*args)) == float(losses.depth_root(*args))
+
+  def value(poses):
+    params = types.SimpleNamespace(avatar=sunk.params.avatar, poses=poses)
+    return losses.depth_root_skin(sunk.render, sunk.frame, params, sunk.ctx)
+
+  grad = jax.grad(value)(sunk.params.poses)
+  assert np.any(np.asarray(grad.transl) != 0.0)
+  for name in ("betas", "body_pose", "global_orient"):
+    assert np.all(np.asarray(getattr(grad, name)) == 0.0), name
 
 
 def test_depth_3d_unprojects_with_the_depth_intrinsics(scene):

@@ -110,22 +110,41 @@ def depth_relative_l1(render, frame, params, ctx) -> jax.Array:
   return frame.depth_weight * frame.depth_is_metric * err
 
 
+def _root_distance(offset, render, frame, params, ctx) -> jax.Array:
+  """Mean over frames of ``|offset|`` [F] (metres), its gradient reaching only the root
+  translation along each frame's camera axis (a move ``δ`` along the axis changes every
+  rendered depth by ``δ``, so the offset's derivative along it is 1)."""
+  sg = jax.lax.stop_gradient
+  axis = ctx.camera.world_to_cam[:, 2, :3]  # [F, 3] camera z axis in world coordinates
+  along = jnp.sum(axis * params.poses.transl[frame.index], -1)  # [F]
+  offset = sg(offset) + along - sg(along)
+  has = jnp.sum(_depth_weights(render, frame), (1, 2)) > 0
+  err = jnp.sum(jnp.where(has, jnp.abs(offset), 0.0)) / (jnp.sum(has) + EPS)
+  return frame.depth_weight * frame.depth_is_metric * err
+
+
 def depth_root(render, frame, params, ctx) -> jax.Array:
   """Metric depth for the root translation only: mean over frames of |depth offset|, metres.
 
   Its value is the per-frame :func:`depth_offset`; its gradient reaches only the root
-  translation, along each frame's camera axis (a move ``δ`` along the axis changes every
-  rendered depth by ``δ``, so the offset's derivative along it is 1). Articulation never
-  absorbs the observed depth's offset; that is :func:`depth_relative_l1`'s job, for the
-  shape. Zero without metric depth.
+  translation, along each frame's camera axis. Articulation never absorbs the observed
+  depth's offset; that is :func:`depth_relative_l1`'s job, for the shape. Zero without
+  metric depth.
   """
-  sg = jax.lax.stop_gradient
-  axis = ctx.camera.world_to_cam[:, 2, :3]  # [F, 3] camera z axis in world coordinates
-  along = jnp.sum(axis * params.poses.transl[frame.index], -1)  # [F]
-  offset = sg(depth_offset(render, frame)) + along - sg(along)
-  has = jnp.sum(_depth_weights(render, frame), (1, 2)) > 0
-  err = jnp.sum(jnp.where(has, jnp.abs(offset), 0.0)) / (jnp.sum(has) + EPS)
-  return frame.depth_weight * frame.depth_is_metric * err
+  return _root_distance(depth_offset(render, frame), render, frame, params, ctx)
+
+
+def depth_root_skin(render, frame, params, ctx) -> jax.Array:
+  """:func:`depth_root` with the rendered surface moved onto the skin: the offset is
+  :func:`depth_offset` plus :func:`sunk_centres_depth`, metres.
+
+  Flat Gaussians tangent to a curved limb stand out of it, so the fit sinks their centres a
+  few millimetres under the skin to draw its edge. Placed by the rendered depth alone, the
+  body then stands that much nearer the camera than the surface it shows, and its unseen back
+  with it. Zero without metric depth.
+  """
+  offset = depth_offset(render, frame) + sunk_centres_depth(render, params, ctx)
+  return _root_distance(offset, render, frame, params, ctx)
 
 
 def align_scale_shift(pred: jax.Array, target: jax.Array, weight: jax.Array
@@ -168,6 +187,15 @@ def depth_ssi(render, frame, params, ctx) -> jax.Array:
   return frame.depth_weight * err
 
 
+def _reference_surface(params, ctx) -> tuple[jax.Array, jax.Array]:
+  """Each Gaussian's reference vertex on the posed body (``camel_nearest_vertices``), not
+  differentiated: its position and unit normal, [F, N, 3] each."""
+  vertices = jax.lax.stop_gradient(ctx.body.vertices)
+  normals = body_lib.vertex_normals(vertices, ctx.body_model.faces)
+  nearest = camel_nearest_vertices(params, ctx)
+  return vertices[:, nearest], normals[:, nearest]
+
+
 def visible_gaussians(render, params, ctx, *, margin: float = 0.03,
                       min_facing: float = 0.0) -> jax.Array:
   """[F, N] float: 1 for the Gaussians each camera sees, 0 for the others.
@@ -180,10 +208,9 @@ def visible_gaussians(render, params, ctx, *, margin: float = 0.03,
   it is a selection, not differentiated.
   """
   sg = jax.lax.stop_gradient
-  model, camera = ctx.body_model, ctx.camera
+  camera = ctx.camera
   means = sg(ctx.gaussians.means)  # [F, N, 3]
-  normals = body_lib.vertex_normals(sg(ctx.body.vertices), model.faces)
-  n = normals[:, camel_nearest_vertices(params, ctx)]  # [F, N, 3]
+  _, n = _reference_surface(params, ctx)
   rot, t = camera.world_to_cam[:, :3, :3], camera.world_to_cam[:, :3, 3]
   centre = -jnp.einsum("fji,fj->fi", rot, t)  # camera centre R^T (-t), world
   to_camera = centre[:, None] - means
@@ -197,6 +224,22 @@ def visible_gaussians(render, params, ctx, *, margin: float = 0.03,
   covered = jax.vmap(lambda a, p: a[p[:, 1], p[:, 0]])(sg(render.alpha), px) > 0.5
   unoccluded = jnp.where(covered, z <= rendered + margin, True)
   return (render.visible & facing & unoccluded).astype(jnp.float32)
+
+
+def sunk_centres_depth(render, params, ctx) -> jax.Array:
+  """[F] the change of depth (metres, <= 0 where the sunk centres face the camera) that lifts
+  the seen centres lying under the skin onto it: per frame, the mean over the Gaussians the
+  camera sees (:func:`visible_gaussians`) of the camera-axis component of the move along the
+  reference normal from a centre to its reference vertex's tangent plane (0 for centres on
+  or outside the skin: clothing is drawn there). Not differentiated.
+  """
+  sg = jax.lax.stop_gradient
+  seen = visible_gaussians(render, params, ctx)
+  points, normals = _reference_surface(params, ctx)
+  below = jax.nn.relu(-jnp.sum((sg(ctx.gaussians.means) - points) * normals, -1))  # [F, N]
+  axis = ctx.camera.world_to_cam[:, 2, :3]  # [F, 3] camera z axis in world coordinates
+  lift = below * jnp.einsum("fj,fnj->fn", axis, normals)
+  return jnp.sum(seen * lift, 1) / jnp.maximum(jnp.sum(seen, 1), 1.0)
 
 
 def make_depth_chamfer(beta: float = 0.02, stride: int = 1, max_points: int = 512,
