@@ -187,6 +187,10 @@ def depth_ssi(render, frame, params, ctx) -> jax.Array:
   return frame.depth_weight * err
 
 
+# Occlusion tolerance of the visibility test, metres (visible_gaussians).
+SEEN_MARGIN = 0.03
+
+
 def _reference_surface(params, ctx) -> tuple[jax.Array, jax.Array]:
   """Each Gaussian's reference vertex on the posed body (``camel_nearest_vertices``), not
   differentiated: its position and unit normal, [F, N, 3] each."""
@@ -196,7 +200,7 @@ def _reference_surface(params, ctx) -> tuple[jax.Array, jax.Array]:
   return vertices[:, nearest], normals[:, nearest]
 
 
-def visible_gaussians(render, params, ctx, *, margin: float = 0.03,
+def visible_gaussians(render, params, ctx, *, margin: float = SEEN_MARGIN,
                       min_facing: float = 0.0) -> jax.Array:
   """[F, N] float: 1 for the Gaussians each camera sees, 0 for the others.
 
@@ -207,10 +211,15 @@ def visible_gaussians(render, params, ctx, *, margin: float = 0.03,
   test uses the render itself, not the observation, so it holds under a biased depth map;
   it is a selection, not differentiated.
   """
+  _, normals = _reference_surface(params, ctx)
+  return _seen(render, ctx, normals, margin=margin, min_facing=min_facing)
+
+
+def _seen(render, ctx, n, *, margin: float, min_facing: float) -> jax.Array:
+  """:func:`visible_gaussians` given the reference normals ``n`` [F, N, 3]."""
   sg = jax.lax.stop_gradient
   camera = ctx.camera
   means = sg(ctx.gaussians.means)  # [F, N, 3]
-  _, n = _reference_surface(params, ctx)
   rot, t = camera.world_to_cam[:, :3, :3], camera.world_to_cam[:, :3, 3]
   centre = -jnp.einsum("fji,fj->fi", rot, t)  # camera centre R^T (-t), world
   to_camera = centre[:, None] - means
@@ -234,8 +243,8 @@ def sunk_centres_depth(render, params, ctx) -> jax.Array:
   or outside the skin: clothing is drawn there). Not differentiated.
   """
   sg = jax.lax.stop_gradient
-  seen = visible_gaussians(render, params, ctx)
   points, normals = _reference_surface(params, ctx)
+  seen = _seen(render, ctx, normals, margin=SEEN_MARGIN, min_facing=0.0)
   below = jax.nn.relu(-jnp.sum((sg(ctx.gaussians.means) - points) * normals, -1))  # [F, N]
   axis = ctx.camera.world_to_cam[:, 2, :3]  # [F, 3] camera z axis in world coordinates
   lift = below * jnp.einsum("fj,fnj->fn", axis, normals)
@@ -243,7 +252,7 @@ def sunk_centres_depth(render, params, ctx) -> jax.Array:
 
 
 def make_depth_chamfer(beta: float = 0.02, stride: int = 1, max_points: int = 512,
-                       max_means: int = 1024, margin: float = 0.03,
+                       max_means: int = 1024, margin: float = SEEN_MARGIN,
                        remove_offset: bool = False, min_facing: float = 0.0) -> Term:
   """The method's 3D depth term: one-sided Huber Chamfer of visible centres to the depth.
 
