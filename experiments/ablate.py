@@ -57,7 +57,7 @@ ON = "on"
 ON_WEIGHTS = {"camel_coverage": 10.0, "depth": 0.5, "depth_3d": 1.0}
 CAMEL_TERMS = ("camel_point_to_mesh", "camel_surface", "camel_flatness", "camel_coverage")
 DEPTH_TERMS = ("depth", "depth_3d", "depth_ssi", "depth_relative", "depth_root",
-               "depth_3d_relative")
+               "depth_root_skin", "depth_3d_relative", "depth_3d_relative_skin")
 _DEPTH_OFF = {t: 0.0 for t in DEPTH_TERMS}
 # The absolute depth terms in place of the default split (offset -> root, shape -> pose).
 _DEPTH_ABSOLUTE = {**_DEPTH_OFF, "depth": ON, "depth_3d": ON}
@@ -106,7 +106,8 @@ VARIANTS = {
     # Depth: none; the root term with the 2D (per-pixel L1) or the 3D (Chamfer) shape term;
     # the absolute terms instead of the offset/shape split.
     "depth_off": Variant("depth off", True, _DEPTH_OFF),
-    "depth_2d": Variant("depth root + 2D (L1) shape only", True, {"depth_3d_relative": 0.0}),
+    "depth_2d": Variant("depth root + 2D (L1) shape only", True,
+                        {"depth_3d_relative_skin": 0.0}),
     "depth_3d": Variant("depth root + 3D (Chamfer) shape only", True, {"depth_relative": 0.0}),
     "depth_absolute": Variant("depth absolute (L1 + Chamfer)", True, _DEPTH_ABSOLUTE),
     # The sweep behind the CAMEL and 3D depth defaults (centre LR 1.6e-3, δ = 1 cm, 3D depth 1).
@@ -121,8 +122,8 @@ VARIANTS = {
     "centre_lr_x3": Variant("centre LR 4.8e-4", True, lrs=_CENTRE_LR_X3),
     "centre_lr_x3_camel_off": Variant("centre LR 4.8e-4, CAMEL off", True, _CAMEL_OFF,
                                       lrs=_CENTRE_LR_X3),
-    "depth_3d_x0.3": Variant("3D depth weight 0.3", True, {"depth_3d_relative": 0.3}),
-    "depth_3d_x3": Variant("3D depth weight 3", True, {"depth_3d_relative": 3.0}),
+    "depth_3d_x0.3": Variant("3D depth weight 0.3", True, {"depth_3d_relative_skin": 0.3}),
+    "depth_3d_x3": Variant("3D depth weight 3", True, {"depth_3d_relative_skin": 3.0}),
 }
 GRIDS = {
     "paper": ["hmr", "fixed", "photometric", "photometric_mask", "photometric_depth", "joint"],

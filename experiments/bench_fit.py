@@ -22,7 +22,7 @@ default ``FitConfig`` (so each number is that stage alone, compiled alone):
   difference to ``step`` is what those terms cost;
 * ``step_absolute_depth``: the step with the absolute depth terms (``depth`` 0.5,
   ``depth_3d`` 1) in place of the default offset/shape split (``depth_root``,
-  ``depth_relative``, ``depth_3d_relative``): the difference is what the split's per-frame
+  ``depth_relative``, ``depth_3d_relative_skin``): the difference is what the split's per-frame
   medians (a sort of the person's pixels) cost.
 
 Before / after (``--compare_repeats``, default 30; 0 skips it): the rasteriser's forward +
@@ -87,7 +87,8 @@ _DEPTH_POINTS = flags.DEFINE_list(
 
 # The depth terms before the offset/shape split (metric L1 and Chamfer on the absolute depth).
 ABSOLUTE_DEPTH_WEIGHTS = {"depth": 0.5, "depth_3d": 1.0, "depth_relative": 0.0,
-                          "depth_root": 0.0, "depth_3d_relative": 0.0}
+                          "depth_root": 0.0, "depth_3d_relative": 0.0,
+                          "depth_3d_relative_skin": 0.0}
 
 
 def _time(fn, *args, repeats: int) -> dict:
@@ -304,7 +305,8 @@ def stage_times(sequence, config: fit_lib.FitConfig, body_model, repeats: int,
   step = jax.jit(functools.partial(fit_lib.train_step, config=config, losses=losses, tx=tx))
   out["step"] = _time(step, state, data, batch, body_model, repeats=repeats)
   plain = losses_lib.with_weights(
-      losses, {n: 0.0 for n in [*camel_names, "depth_3d", "depth_3d_relative"]})
+      losses, {n: 0.0 for n in [*camel_names, "depth_3d", "depth_3d_relative",
+                                "depth_3d_relative_skin"]})
   step = jax.jit(functools.partial(fit_lib.train_step, config=config, losses=plain, tx=tx))
   out["step_without_new_terms"] = _time(step, state, data, batch, body_model, repeats=repeats)
   absolute = losses_lib.with_weights(losses, ABSOLUTE_DEPTH_WEIGHTS)

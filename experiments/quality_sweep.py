@@ -117,9 +117,29 @@ VARIANTS: dict[str, dict | str] = {
     # Two rounds with the root placed for the skin under the sunk centres (depth_root_skin).
     "quality_rounds2_root_skin": {**_QUALITY_SH0, "rounds": 2, "loss_weights": (
         *fit.FORMER_POSE_WEIGHTS, ("depth_root", 0.0), ("depth_root_skin", 0.5))},
+    # ... and the 3D depth term pulling the seen centres lifted onto the skin, with the skin's
+    # offset removed (depth_3d_relative_skin in place of depth_3d_relative).
+    "quality_3d_skin": {**_QUALITY_SH0, "rounds": 2, "loss_weights": (
+        *fit.FORMER_POSE_WEIGHTS, ("depth_root", 0.0), ("depth_root_skin", 0.5),
+        ("depth_3d_relative", 0.0), ("depth_3d_relative_skin", 1.0))},
+    "quality_3d_skin_two_sided": {**_QUALITY_SH0, "rounds": 2, "loss_weights": (
+        *fit.FORMER_POSE_WEIGHTS, ("depth_root", 0.0), ("depth_root_skin", 0.5),
+        ("depth_3d_relative", 0.0), ("depth_3d_relative_skin_two_sided", 1.0))},
+    "quality_3d_skin_rounds3": {**_QUALITY_SH0, "rounds": 3, "loss_weights": (
+        *fit.FORMER_POSE_WEIGHTS, ("depth_root", 0.0), ("depth_root_skin", 0.5),
+        ("depth_3d_relative", 0.0), ("depth_3d_relative_skin", 1.0))},
+    "quality_3d_skin_no_depth_l1": {**_QUALITY_SH0, "rounds": 2, "loss_weights": (
+        *fit.FORMER_POSE_WEIGHTS, ("depth_root", 0.0), ("depth_root_skin", 0.5),
+        ("depth_3d_relative", 0.0), ("depth_3d_relative_skin", 1.0), ("depth_relative", 0.0))},
     # The fast preset as it was until 2026-12-05 (before the tether and the colour).
     "fast_2026_12_05": {"loss_weights": (("anchor_tether", 0.0),), "fill_unseen_at": 0},
 }
+# The 3D depth term on the centres, DEFAULT_LOSSES' until 2026-12-06: the variants above keep
+# it unless they name depth_3d_relative_skin.
+_CENTRES_3D = (("depth_3d_relative", 1.0), ("depth_3d_relative_skin", 0.0))
+VARIANTS = {name: spec if isinstance(spec, str) else
+            {**spec, "loss_weights": _CENTRES_3D + tuple(spec.get("loss_weights", ()))}
+            for name, spec in VARIANTS.items()}
 # The variants the dev sweep compares (the quality preset is chosen among them).
 DEV_VARIANTS = ("fast", "full_res", "full_res_600", "full_res_600_betas", "full_res_1200")
 
@@ -132,6 +152,12 @@ _OUTPUT_DIR = flags.DEFINE_string("output_dir", "runs/quality_sweep", "Where res
 _EVAL_STRIDE = flags.DEFINE_integer("eval_stride", 3, "Image metrics on every k-th frame.",
                                     lower_bound=1)
 _FIT_SEED = flags.DEFINE_integer("fit_seed", 0, "Seed of the fits' PRNG key.")
+_DEPTH = flags.DEFINE_string(
+    "depth", None, "Load every suite sequence with this depth instead of its own ('exact', "
+    "'none' or a hsjax.data.DEPTH_NOISE_PRESETS key), named '<entry>@depth=<depth>'. The "
+    "default sequence, on which the quality preset is reported, has exact depth; most suite "
+    "entries have a simulated monocular one, whose errors of centimetres hide what moves "
+    "the body by millimetres.")
 _TRUE_POSES = flags.DEFINE_bool(
     "true_poses", False, "Fit the avatar alone on the ground-truth poses (frozen, not moved "
     "by the depth alignment): what each variant's avatar reaches with a perfect pose "
@@ -157,8 +183,9 @@ def variant_config(name: str) -> fit.FitConfig:
   return fit.preset("fast", progress=False, **spec)
 
 
-def load(name: str, body_model):
-  """The sequence ``name``: ``default`` or a benchmark-suite entry."""
+def load(name: str, body_model, depth: str | None = None):
+  """The sequence ``name``: ``default`` or a benchmark-suite entry, the latter with ``depth``
+  in place of its own when given (and named ``<entry>@depth=<depth>``)."""
   if name == "default":
     return generator.synthetic_sequence("default", seed=0, hmr_noise="hmr2_like",
                                         body_model=body_model)
@@ -166,7 +193,11 @@ def load(name: str, body_model):
   if name not in entries:
     raise common.InputError(f"--sequences: unknown sequence '{name}'; valid: 'default' and "
                             f"the suite's {list(entries)}")
-  return entries[name].load(body_model=body_model)
+  if depth is None:
+    return entries[name].load(body_model=body_model)
+  sequence = entries[name].load(body_model=body_model, depth=depth)
+  sequence.name = f"{name}@depth={depth}"
+  return sequence
 
 
 def on_true_poses(sequence, config: fit.FitConfig):
@@ -225,7 +256,8 @@ def main(argv):
   variants = list(_VARIANTS.value)
   configs = {v: variant_config(v) for v in variants}  # unknown names fail before any fit
   body_model = common.load_body_model(_BODY_MODEL.value)
-  sequences = {name: load(name, body_model) for name in _SEQUENCES.value}
+  loaded = [load(name, body_model, _DEPTH.value) for name in _SEQUENCES.value]
+  sequences = {sequence.name: sequence for sequence in loaded}
   out_dir = _OUTPUT_DIR.value
   common.write_config(out_dir, "quality_sweep", sequences=list(sequences), variants=variants)
   path = os.path.join(out_dir, "sweep.json")

@@ -220,7 +220,8 @@ def depth_chamfer(means: jax.Array, depth: jax.Array, mask: jax.Array, K: jax.Ar
                   world_to_cam: jax.Array, *, beta: float = 0.02,
                   means_weights: jax.Array | None = None, stride: int = 1,
                   max_points: int | None = None, max_means: int | None = None,
-                  key: jax.Array | None = None, chunk: int = 2048) -> jax.Array:
+                  key: jax.Array | None = None, chunk: int = 2048,
+                  two_sided: bool = False) -> jax.Array:
   """One-sided Huber Chamfer from Gaussian centres to the unprojected depth map.
 
   ``Σ_g w_g ρ_β(min_p ‖μ_g − p‖) / Σ_g w_g`` over the points ``p`` of pixels with
@@ -242,6 +243,11 @@ def depth_chamfer(means: jax.Array, depth: jax.Array, mask: jax.Array, K: jax.Ar
       (those the camera sees), and the search costs as many rows as are kept.
     key: PRNG key of the pixel and Gaussian subsets (None: fixed subsets).
     chunk: Gaussians per chunk of the brute-force search.
+    two_sided: add the other direction, the mean Huber distance from each kept point to its
+      nearest kept weighted centre. A depth map samples a surface seen at a grazing angle
+      only at pixel centres inside the silhouette, so the centres there find their nearest
+      points in front of them; the points there, in turn, pull the nearest centres out to
+      the surface they sample.
 
   Warning: the cost is O(N × P) with N the Gaussians and P the pixels kept (H·W / stride²,
   or ``max_points``).
@@ -261,7 +267,15 @@ def depth_chamfer(means: jax.Array, depth: jax.Array, mask: jax.Array, K: jax.Ar
   any_valid = jnp.any(valid)
   # sqrt(0) has an infinite derivative: a centre exactly on a point gets a tiny floor.
   dist = jnp.sqrt(jnp.where(any_valid, sq, 0.0) + 1e-12)
-  return jnp.where(any_valid, _masked_mean(huber(dist, beta), means_weights), 0.0)
+  to_points = jnp.where(any_valid, _masked_mean(huber(dist, beta), means_weights), 0.0)
+  if not two_sided:
+    return to_points
+  centres = jnp.ones(means.shape[:1], bool) if means_weights is None else means_weights > 0
+  any_centre = jnp.any(centres)
+  _, sq_back = nearest_points(points, means, points_valid=centres, chunk=chunk)
+  dist_back = jnp.sqrt(jnp.where(any_centre, sq_back, 0.0) + 1e-12)
+  to_centres = _masked_mean(huber(dist_back, beta), valid)
+  return to_points + jnp.where(any_valid & any_centre, to_centres, 0.0)
 
 
 def gaussian_drift(means: jax.Array, vertices: jax.Array, *, weights: jax.Array | None = None,

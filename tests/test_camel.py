@@ -108,6 +108,21 @@ def test_values_and_gradients_finite_for_degenerate_inputs():
   assert np.all(np.isfinite(np.asarray(grad)))
 
 
+def _numpy_depth_points(depth, mask, K, world_to_cam) -> np.ndarray:
+  """[P, 3] world points of the pixels with mask > 0.5 and depth > 0, row by row."""
+  pts = []
+  for v in range(depth.shape[0]):
+    for u in range(depth.shape[1]):
+      if mask[v, u] > 0.5 and depth[v, u] > 0:
+        ray = np.linalg.solve(K, [u + 0.5, v + 0.5, 1.0]) * depth[v, u]
+        pts.append(np.linalg.solve(world_to_cam[:3, :3], ray - world_to_cam[:3, 3]))
+  return np.array(pts)
+
+
+def _numpy_huber(x, beta):
+  return np.where(x < beta, 0.5 * x**2 / beta, x - 0.5 * beta)
+
+
 def test_depth_chamfer_matches_numpy_brute_force_and_ignores_invalid_pixels():
   rng = np.random.default_rng(3)
   h, w = 6, 7
@@ -121,15 +136,9 @@ def test_depth_chamfer_matches_numpy_brute_force_and_ignores_invalid_pixels():
   beta = 0.3
 
   # Independent NumPy unprojection and Chamfer.
-  pts = []
-  for v in range(h):
-    for u in range(w):
-      if mask[v, u] > 0.5 and depth[v, u] > 0:
-        ray = np.linalg.solve(K, [u + 0.5, v + 0.5, 1.0]) * depth[v, u]
-        pts.append(np.linalg.solve(world_to_cam[:3, :3], ray - world_to_cam[:3, 3]))
-  pts = np.array(pts)
+  pts = _numpy_depth_points(depth, mask, K, world_to_cam)
   dist = np.sqrt(((means[:, None] - pts[None]) ** 2).sum(-1).min(1))
-  hub = np.where(dist < beta, 0.5 * dist**2 / beta, dist - 0.5 * beta)
+  hub = _numpy_huber(dist, beta)
   assert 0 < np.mean(dist < beta) < 1  # both branches of the Huber are exercised
   ours = camel.depth_chamfer(jnp.asarray(means, jnp.float32), jnp.asarray(depth, jnp.float32),
                              jnp.asarray(mask, jnp.float32), jnp.asarray(K, jnp.float32),
@@ -157,6 +166,34 @@ def test_sample_valid_takes_only_valid_entries_spread_over_the_array():
   index, ok = camel.sample_valid(jnp.asarray(few), 200)
   assert np.asarray(ok).sum() == 3
   assert sorted(np.asarray(index)[np.asarray(ok)].tolist()) == [3, 500, 997]
+
+
+def test_depth_chamfer_two_sided_adds_each_point_to_its_nearest_weighted_centre():
+  rng = np.random.default_rng(5)
+  h, w = 6, 7
+  K = np.array([[8.0, 0, 3.5], [0, 8.0, 3.0], [0, 0, 1]])
+  depth = rng.uniform(1.0, 3.0, size=(h, w))
+  mask = (rng.uniform(size=(h, w)) > 0.3).astype(np.float64)
+  means = rng.normal(size=(20, 3)) * 0.5 + [0, 0, 2.0]
+  weights = (rng.uniform(size=20) > 0.4).astype(np.float64)
+  beta = 0.3
+  pts = _numpy_depth_points(depth, mask, K, np.eye(4))
+  dist = np.sqrt(((means[:, None] - pts[None]) ** 2).sum(-1))  # [N, P]
+  to_points = np.sum(weights * _numpy_huber(dist.min(1), beta)) / weights.sum()
+  to_centres = np.mean(_numpy_huber(dist[weights > 0].min(0), beta))
+
+  def ours(m, wts):
+    return camel.depth_chamfer(m, jnp.asarray(depth, jnp.float32),
+                               jnp.asarray(mask, jnp.float32), jnp.asarray(K, jnp.float32),
+                               jnp.eye(4), beta=beta, means_weights=wts, chunk=8,
+                               two_sided=True)
+
+  m = jnp.asarray(means, jnp.float32)
+  assert float(ours(m, jnp.asarray(weights, jnp.float32))) == pytest.approx(
+      to_points + to_centres, rel=1e-4)
+  # No weighted centre: nothing to pull either way, and the gradient stays finite.
+  value, grad = jax.value_and_grad(ours)(m, jnp.zeros(20, jnp.float32))
+  assert float(value) == 0.0 and np.all(np.isfinite(np.asarray(grad)))
 
 
 def test_depth_chamfer_stride_and_max_points_match_the_subsampled_brute_force():

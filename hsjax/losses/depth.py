@@ -235,6 +235,16 @@ def _seen(render, ctx, n, *, margin: float, min_facing: float) -> jax.Array:
   return (render.visible & facing & unoccluded).astype(jnp.float32)
 
 
+def _lift_onto_skin(means, points, normals) -> jax.Array:
+  """[F, N, 3] the move along the reference normal that puts each centre ``means`` [F, N, 3]
+  lying under its reference vertex's tangent plane onto it; 0 for centres on or outside the
+  skin (clothing is drawn there). ``points``, ``normals``: :func:`_reference_surface`. Not
+  differentiated."""
+  means = jax.lax.stop_gradient(means)
+  below = jax.nn.relu(-jnp.sum((means - points) * normals, -1))
+  return below[..., None] * normals
+
+
 def sunk_centres_depth(render, params, ctx) -> jax.Array:
   """[F] the change of depth (metres, <= 0 where the sunk centres face the camera) that lifts
   the seen centres lying under the skin onto it: per frame, the mean over the Gaussians the
@@ -242,18 +252,18 @@ def sunk_centres_depth(render, params, ctx) -> jax.Array:
   reference normal from a centre to its reference vertex's tangent plane (0 for centres on
   or outside the skin: clothing is drawn there). Not differentiated.
   """
-  sg = jax.lax.stop_gradient
   points, normals = _reference_surface(params, ctx)
   seen = _seen(render, ctx, normals, margin=SEEN_MARGIN, min_facing=0.0)
-  below = jax.nn.relu(-jnp.sum((sg(ctx.gaussians.means) - points) * normals, -1))  # [F, N]
+  lift = _lift_onto_skin(ctx.gaussians.means, points, normals)
   axis = ctx.camera.world_to_cam[:, 2, :3]  # [F, 3] camera z axis in world coordinates
-  lift = below * jnp.einsum("fj,fnj->fn", axis, normals)
-  return jnp.sum(seen * lift, 1) / jnp.maximum(jnp.sum(seen, 1), 1.0)
+  change = jnp.einsum("fj,fnj->fn", axis, lift)
+  return jnp.sum(seen * change, 1) / jnp.maximum(jnp.sum(seen, 1), 1.0)
 
 
 def make_depth_chamfer(beta: float = 0.02, stride: int = 1, max_points: int = 512,
                        max_means: int = 1024, margin: float = SEEN_MARGIN,
-                       remove_offset: bool = False, min_facing: float = 0.0) -> Term:
+                       remove_offset: bool = False, min_facing: float = 0.0,
+                       onto_skin: bool = False, two_sided: bool = False) -> Term:
   """The method's 3D depth term: one-sided Huber Chamfer of visible centres to the depth.
 
   Per minibatch frame, ``hsjax.camel.depth_chamfer`` from the centres of the Gaussians the
@@ -280,21 +290,33 @@ def make_depth_chamfer(beta: float = 0.02, stride: int = 1, max_points: int = 51
       surface seen at a grazing angle (a limb's sides) only at its pixel centres, inside the
       silhouette, so the one-sided Chamfer pulls the grazing centres towards the camera and
       inwards; a threshold leaves them out.
+    onto_skin: the centres lying under the skin are first lifted onto it (not differentiated:
+      the pull still moves the centres, through the pose), and the offset removed is the
+      skin's (:func:`depth_offset` plus :func:`sunk_centres_depth`), as
+      :func:`depth_root_skin` places the root. The fit sinks the centres of thin parts
+      deepest (feet, shins, forearms: 6–9 mm, the torso's 0.3 mm), so pulled to the observed
+      surface by their centres those parts stand nearer the camera than the torso.
+    two_sided: also pull, from each observed point, the nearest seen centre
+      (``hsjax.camel.depth_chamfer``'s ``two_sided``).
   """
 
   def depth_chamfer(render, frame, params, ctx) -> jax.Array:
-    seen = visible_gaussians(render, params, ctx, margin=margin, min_facing=min_facing)
-    depth = frame.depth
+    points, normals = _reference_surface(params, ctx)
+    seen = _seen(render, ctx, normals, margin=margin, min_facing=min_facing)
+    means, depth = ctx.gaussians.means, frame.depth
+    if onto_skin:
+      means = means + _lift_onto_skin(means, points, normals)
     if remove_offset:
-      offset = jax.lax.stop_gradient(depth_offset(render, frame))
-      depth = jnp.where(depth > 0, depth + offset[:, None, None], 0.0)
+      offset = depth_offset(render, frame)
+      if onto_skin:
+        offset = offset + sunk_centres_depth(render, params, ctx)
+      depth = jnp.where(depth > 0, depth + jax.lax.stop_gradient(offset)[:, None, None], 0.0)
     step_key = jax.random.fold_in(jax.random.key(0), ctx.step)
     keys = jax.vmap(lambda i: jax.random.fold_in(step_key, i))(frame.index)
     per_frame = jax.vmap(lambda m, d, msk, k, w2c, wt, key: camel.depth_chamfer(
         m, d, msk, k, w2c, beta=beta, means_weights=wt, stride=stride, max_points=max_points,
-        max_means=max_means, key=key))(
-            ctx.gaussians.means, depth, frame.mask, frame.depth_K,
-            ctx.camera.world_to_cam, seen, keys)
+        max_means=max_means, key=key, two_sided=two_sided))(
+            means, depth, frame.mask, frame.depth_K, ctx.camera.world_to_cam, seen, keys)
     return frame.depth_weight * frame.depth_is_metric * jnp.mean(per_frame)
 
   return depth_chamfer
