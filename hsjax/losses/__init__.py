@@ -55,11 +55,10 @@ from hsjax.losses.pose import smooth_joints
 from hsjax.losses.pose import smooth_transl
 
 # name -> (weight, term). Photometric L1 + 0.2 D-SSIM as 3DGS. The depth split (the offset
-# moves the root, the shape the pose: depth_root, depth_relative, depth_3d_relative (since
-# 2026-12-06 depth_3d_relative_skin), in place
-# of the absolute depth and depth_3d) and the pose prior's weight were chosen on the dev split
-# of the benchmark suite (`experiments/benchmark.py --split=dev`, BENCHMARKS.md, "Benchmark
-# suite"), and there too, with the 200-step schedule, the pose prior 0.3, joint smoothness 3
+# moves the root, the shape the pose: depth_root, depth_relative, depth_3d_relative, since
+# 2026-12-06 depth_3d_relative_skin, in place of the absolute depth and depth_3d) and the
+# pose prior's weight were chosen on the dev split of the benchmark suite
+# (`experiments/benchmark.py --split=dev`, BENCHMARKS.md, "Benchmark suite"), and there too, with the 200-step schedule, the pose prior 0.3, joint smoothness 3
 # and CAMEL point-to-mesh 30 (formerly 1, 10 and 10: hsjax.fit.config.FORMER_POSE_WEIGHTS,
 # which the quality preset and the video fit keep); the other CAMEL settings on the default
 # synthetic sequence (`experiments/ablate.py --grid=camel_sweep`,
@@ -100,6 +99,9 @@ DEFAULT_LOSSES: dict[str, tuple[Weight, Term]] = {
     # surface"): on the dev split novel pose +0.03 dB; in the quality preset, on dev sequences
     # with exact depth, novel view +0.23 dB, novel pose +0.25 dB, MPJPE -1.8 mm.
     "depth_3d_relative_skin": (1.0, make_depth_chamfer(remove_offset=True, onto_skin=True)),
+    # ... and two-sided, the observed points also pulling their nearest seen centres: the
+    # quality preset's (chosen on dev sequences with exact depth; the fast preset's dev split
+    # has not been run with it).
     "depth_3d_relative_skin_two_sided": (0.0, make_depth_chamfer(
         remove_offset=True, onto_skin=True, two_sided=True)),
     "camel_point_to_mesh": (30.0, make_camel_point_to_mesh()),
