@@ -58,13 +58,13 @@ from hsjax.losses.pose import smooth_transl
 # moves the root, the shape the pose: depth_root, depth_relative, depth_3d_relative, since
 # 2026-12-06 depth_3d_relative_skin, in place of the absolute depth and depth_3d) and the
 # pose prior's weight were chosen on the dev split of the benchmark suite
-# (`experiments/benchmark.py --split=dev`, BENCHMARKS.md, "Benchmark suite"), and there too, with the 200-step schedule, the pose prior 0.3, joint smoothness 3
-# and CAMEL point-to-mesh 30 (formerly 1, 10 and 10: hsjax.fit.config.FORMER_POSE_WEIGHTS,
-# which the quality preset and the video fit keep); the other CAMEL settings on the default
-# synthetic sequence (`experiments/ablate.py --grid=camel_sweep`,
-# docs/results/camel_sweep_unidepth.md), the others there too
-# (BENCHMARKS.md, Fitting). A weight of 0 keeps the term listed (so `--losses=name:w` can
-# switch it on) but does not evaluate it.
+# (`experiments/benchmark.py --split=dev`, BENCHMARKS.md, "Benchmark suite"), and there too,
+# with the 200-step schedule, the pose prior 0.3, joint smoothness 3 and CAMEL point-to-mesh
+# 30 (formerly 1, 10 and 10: hsjax.fit.config.FORMER_POSE_WEIGHTS, which the quality preset
+# and the video fit keep); the other CAMEL settings on the default synthetic sequence
+# (`experiments/ablate.py --grid=camel_sweep`, docs/results/camel_sweep_unidepth.md), the
+# others there too (BENCHMARKS.md, Fitting). A weight of 0 keeps the term listed (so
+# `--losses=name:w` can switch it on) but does not evaluate it.
 DEFAULT_LOSSES: dict[str, tuple[Weight, Term]] = {
     "rgb": (1.0, rgb_l1),
     "dssim": (0.2, dssim),
