@@ -253,8 +253,15 @@ def sunk_centres_depth(render, params, ctx) -> jax.Array:
   or outside the skin: clothing is drawn there). Not differentiated.
   """
   points, normals = _reference_surface(params, ctx)
-  seen = _seen(render, ctx, normals, margin=SEEN_MARGIN, min_facing=0.0)
-  lift = _lift_onto_skin(ctx.gaussians.means, points, normals)
+  return _sunk_depth(render, ctx, normals, _lift_onto_skin(ctx.gaussians.means, points, normals))
+
+
+def _sunk_depth(render, ctx, normals, lift, seen=None) -> jax.Array:
+  """:func:`sunk_centres_depth` given the reference normals and ``lift``
+  (:func:`_lift_onto_skin`), [F, N, 3] each, and the seen set when it is already at hand
+  (``_seen`` with ``SEEN_MARGIN`` and no facing threshold)."""
+  if seen is None:
+    seen = _seen(render, ctx, normals, margin=SEEN_MARGIN, min_facing=0.0)
   axis = ctx.camera.world_to_cam[:, 2, :3]  # [F, 3] camera z axis in world coordinates
   change = jnp.einsum("fj,fnj->fn", axis, lift)
   return jnp.sum(seen * change, 1) / jnp.maximum(jnp.sum(seen, 1), 1.0)
@@ -305,11 +312,14 @@ def make_depth_chamfer(beta: float = 0.02, stride: int = 1, max_points: int = 51
     seen = _seen(render, ctx, normals, margin=margin, min_facing=min_facing)
     means, depth = ctx.gaussians.means, frame.depth
     if onto_skin:
-      means = means + _lift_onto_skin(means, points, normals)
+      lift = _lift_onto_skin(means, points, normals)
+      means = means + lift
     if remove_offset:
       offset = depth_offset(render, frame)
-      if onto_skin:
-        offset = offset + sunk_centres_depth(render, params, ctx)
+      if onto_skin:  # sunk_centres_depth, from the pieces computed above
+        default_test = margin == SEEN_MARGIN and min_facing == 0.0
+        offset = offset + _sunk_depth(render, ctx, normals, lift,
+                                      seen if default_test else None)
       depth = jnp.where(depth > 0, depth + jax.lax.stop_gradient(offset)[:, None, None], 0.0)
     step_key = jax.random.fold_in(jax.random.key(0), ctx.step)
     keys = jax.vmap(lambda i: jax.random.fold_in(step_key, i))(frame.index)
