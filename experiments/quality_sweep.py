@@ -45,7 +45,8 @@ from hsjax.report import figures  # pylint: disable=g-import-not-at-top,wrong-im
 
 common.init_jax()
 
-# Variant name -> the fields changed from the fast preset, or the name of a preset. The shape,
+# Variant name -> the fields changed from the fast preset, the name of a preset, or (a preset's
+# name, the fields changed from it). The shape,
 # warm-up, pose/CAMEL weights, anchor tether and unseen sides' colour are explicit: the
 # variants keep the meaning they had when the quality preset was chosen (300-step fast preset,
 # shape fixed, the former weights, neither the tether nor the colour, both of 2026-12-05).
@@ -63,7 +64,7 @@ _QUALITY_SH0 = {**_QUALITY_TETHER_FILL, "sh_degree": 0}
 # clone / split / prune every 100 steps from step 100 to 500).
 _DENSITY_20K = {"num_gaussians": 20000, "active_fraction": 0.1, "densify_every": 100,
                 "densify_from": 100, "densify_until": 500, "tile_capacity": 512}
-VARIANTS: dict[str, dict | str] = {
+VARIANTS: dict[str, dict | str | tuple[str, dict]] = {
     "fast": "fast",
     "full_res": {"downsample": 1, "steps": 300, **_SHAPE_FIXED},
     "full_res_600": {"downsample": 1, "steps": 600, **_SHAPE_FIXED},
@@ -133,11 +134,18 @@ VARIANTS: dict[str, dict | str] = {
         ("depth_3d_relative", 0.0), ("depth_3d_relative_skin", 1.0), ("depth_relative", 0.0))},
     # The fast preset as it was until 2026-12-05 (before the tether and the colour).
     "fast_2026_12_05": {"loss_weights": (("anchor_tether", 0.0),), "fill_unseen_at": 0},
+    # The quality preset (since 2026-12-06) with density control (_DENSITY_20K) in each round:
+    # a larger avatar on poses refined closer to the truth than when "quality_density" ran.
+    "quality_preset_density": ("quality", _DENSITY_20K),
+    # The quality preset with the rendered-depth L1 on the skin's depth (the centres under the
+    # skin lifted onto it) instead of the sunk centres' (depth_relative_skin).
+    "quality_depth_l1_skin": ("quality", {"loss_weights": fit.preset("quality").loss_weights + (
+        ("depth_relative", 0.0), ("depth_relative_skin", 0.5))}),
 }
-# The 3D depth term on the centres, DEFAULT_LOSSES' until 2026-12-06: the variants above keep
-# it unless they name depth_3d_relative_skin.
+# The 3D depth term on the centres, DEFAULT_LOSSES' until 2026-12-06: the variants above built
+# on the fast preset keep it unless they name depth_3d_relative_skin.
 _CENTRES_3D = (("depth_3d_relative", 1.0), ("depth_3d_relative_skin", 0.0))
-VARIANTS = {name: spec if isinstance(spec, str) else
+VARIANTS = {name: spec if not isinstance(spec, dict) else
             {**spec, "loss_weights": _CENTRES_3D + tuple(spec.get("loss_weights", ()))}
             for name, spec in VARIANTS.items()}
 # The variants the dev sweep compares (the quality preset is chosen among them).
@@ -180,6 +188,9 @@ def variant_config(name: str) -> fit.FitConfig:
   spec = VARIANTS[name]
   if isinstance(spec, str):
     return fit.preset(spec, progress=False)
+  if isinstance(spec, tuple):
+    preset_name, fields = spec
+    return fit.preset(preset_name, progress=False, **fields)
   return fit.preset("fast", progress=False, **spec)
 
 

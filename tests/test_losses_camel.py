@@ -17,6 +17,7 @@ from hsjax import forward
 from hsjax import losses
 from hsjax.body import SMPLParams
 from hsjax.camera import Camera
+from kernels import rasterize
 
 from scene_common import SIZE, two_frame_scene
 
@@ -40,7 +41,7 @@ def scene(body_model):
                                **_posed(avatar, seq, body_model))
 
 
-def _posed(avatar, seq, body_model) -> dict:
+def _posed(avatar, seq, body_model, tile_capacity: int = 256) -> dict:
   """``avatar`` posed with the truth of ``seq``'s two frames: the loss terms' ``params``,
   ``render`` and ``ctx``."""
   gt = seq.gt
@@ -49,11 +50,12 @@ def _posed(avatar, seq, body_model) -> dict:
   k = jnp.broadcast_to(jnp.asarray(seq.cameras.K, jnp.float32), (2, 3, 3))
   w2c = jnp.broadcast_to(jnp.asarray(seq.cameras.world_to_cam, jnp.float32), (2, 4, 4))
   camera = Camera(K=k, world_to_cam=w2c, width=SIZE, height=SIZE)
-  out = forward.forward(avatar, body_model, poses, camera,
-                        forward.RenderSettings(tile_capacity=256))
+  settings = forward.RenderSettings(tile_capacity=tile_capacity)
+  out = forward.forward(avatar, body_model, poses, camera, settings)
   ctx = losses.StepContext(step=jnp.int32(0), body=out.body, deformed=out.deformed,
                            sequence_joints=out.body.joints, frame_valid=jnp.ones(2, bool),
-                           init=poses, body_model=body_model, camera=camera)
+                           init=poses, body_model=body_model, camera=camera,
+                           render_settings=settings)
   return {"params": types.SimpleNamespace(avatar=avatar, poses=poses), "render": out.render,
           "ctx": ctx}
 
@@ -127,14 +129,15 @@ def test_depth_3d_pulls_only_visible_gaussians(scene):
     assert float(v) == 0.0 and np.all(np.isfinite(np.asarray(grad)))
 
 
-def _moved_along_normals(scene, body_model, distance):
+def _moved_along_normals(scene, body_model, distance, tile_capacity: int = 256):
   """The scene's avatar with every canonical centre moved ``distance`` metres along its
   reference vertex's normal (negative: under the skin), posed again."""
   avatar = scene.avatar
   nearest = losses.camel_nearest_vertices(scene.params, scene.ctx)
   normals = body_lib.vertex_normals(body_model.v_template, body_model.faces)[nearest]
   moved = avatar.replace(means=avatar.means + distance * normals)
-  return types.SimpleNamespace(**{**vars(scene), **_posed(moved, scene.seq, body_model)})
+  return types.SimpleNamespace(**{**vars(scene), **_posed(moved, scene.seq, body_model,
+                                                          tile_capacity)})
 
 
 def test_depth_root_skin_places_the_body_for_the_skin_under_sunk_centres(scene, body_model):
@@ -219,6 +222,43 @@ def test_depth_3d_onto_skin_pulls_the_skin_under_sunk_centres(scene, body_model)
     np.testing.assert_allclose(float(value(term_skin, outside, outside.ctx.gaussians.means)),
                                float(value(term, outside, outside.ctx.gaussians.means)),
                                rtol=1e-4)
+
+
+def test_depth_relative_skin_renders_the_depth_of_the_lifted_centres(scene, body_model):
+  """skin_depth_change is each Gaussian's camera-axis lift onto the skin (lifted here in
+  numpy) composited by brute force with the render's weights; depth_relative_skin is the plain
+  relative L1 on the render's depth plus that change. Centres sunk 6 mm under the skin and
+  facing the camera are lifted up to 6 mm towards it."""
+  # No tile overflows at this capacity: the brute force composites the same Gaussians.
+  sunk = _moved_along_normals(scene, body_model, -0.006, tile_capacity=1024)
+  assert not np.any(np.asarray(sunk.render.overflow))
+  nearest = np.asarray(losses.camel_nearest_vertices(sunk.params, sunk.ctx))
+  normals = np.asarray(body_lib.vertex_normals(sunk.ctx.body.vertices, body_model.faces))
+  points = np.asarray(sunk.ctx.body.vertices)[:, nearest]
+  normals = normals[:, nearest]
+  means = np.asarray(sunk.ctx.gaussians.means)
+  below = np.maximum(-np.sum((means - points) * normals, -1), 0.0)
+  change = np.asarray(losses.skin_depth_change(sunk.render, sunk.params, sunk.ctx))
+  for f in range(2):
+    g = jax.tree.map(lambda x: x[f], sunk.ctx.gaussians)  # pylint: disable=cell-var-from-loop
+    w2c = np.asarray(sunk.ctx.camera.world_to_cam[f])
+    lift_z = (below[f][:, None] * normals[f]) @ w2c[2, :3]
+    brute = rasterize.rasterize(g.means, g.quats, g.scales, g.opacities,
+                                jnp.asarray(lift_z[:, None], jnp.float32),
+                                sunk.ctx.camera.K[f], sunk.ctx.camera.world_to_cam[f],
+                                width=SIZE, height=SIZE, backend="reference")
+    hit = np.asarray(sunk.render.depth[f]) > 0
+    expected = np.where(hit, np.asarray(brute.rgb[..., 0]) / np.where(
+        hit, np.asarray(brute.alpha), 1.0), 0.0)
+    np.testing.assert_allclose(change[f], expected, atol=2e-5)
+    person = hit & (np.asarray(sunk.render.alpha[f]) > 0.5)
+    assert -0.006 < np.median(change[f][person]) < -0.002  # facing the camera: nearer
+
+  moved = sunk.render.replace(depth=sunk.render.depth + change)
+  skin = float(losses.depth_relative_skin_l1(sunk.render, sunk.frame, sunk.params, sunk.ctx))
+  np.testing.assert_allclose(
+      skin, float(losses.depth_relative_l1(moved, sunk.frame, sunk.params, sunk.ctx)),
+      rtol=1e-6)
 
 
 def test_depth_3d_unprojects_with_the_depth_intrinsics(scene):

@@ -248,7 +248,7 @@ def loss_fn(params: FitParams, buffers, data: FitData, batch: FrameBatch,
       step=step, body=out.body, deformed=out.deformed,
       sequence_joints=forward_lib.sequence_joints(body_model, poses),
       frame_valid=data.frame_valid, init=data.init, body_model=body_model, camera=cameras,
-      camel_nearest=camel_nearest)
+      camel_nearest=camel_nearest, render_settings=config.render_settings)
   full = FitParams(avatar=avatar, poses=poses)
   # Terms that no weight switches on cost nothing: XLA removes what no term reads.
   total, values = losses_lib.total_loss(losses, out.render, frame_batch(data, batch), full,

@@ -33,10 +33,12 @@ from hsjax.losses.depth import align_scale_shift
 from hsjax.losses.depth import depth_l1
 from hsjax.losses.depth import depth_offset
 from hsjax.losses.depth import depth_relative_l1
+from hsjax.losses.depth import depth_relative_skin_l1
 from hsjax.losses.depth import depth_root
 from hsjax.losses.depth import depth_root_skin
 from hsjax.losses.depth import depth_ssi
 from hsjax.losses.depth import make_depth_chamfer
+from hsjax.losses.depth import skin_depth_change
 from hsjax.losses.depth import sunk_centres_depth
 from hsjax.losses.depth import visible_gaussians
 from hsjax.losses.image import dssim
@@ -82,6 +84,9 @@ DEFAULT_LOSSES: dict[str, tuple[Weight, Term]] = {
     "nonrigid": (1.0, nonrigid_reg),
     "depth_3d": (0.0, make_depth_chamfer()),
     "depth_relative": (0.5, depth_relative_l1),
+    # The same on the skin's rendered depth (the centres under the skin lifted onto it), not
+    # the sunk centres'.
+    "depth_relative_skin": (0.0, depth_relative_skin_l1),
     "depth_root": (0.5, depth_root),
     # The root placed for the skin under the centres the fit sinks below it: the quality
     # preset's; the fast preset's dev split did not change with it (BENCHMARKS.md, "The
@@ -133,6 +138,7 @@ __all__ = [
     "depth_l1",
     "depth_offset",
     "depth_relative_l1",
+    "depth_relative_skin_l1",
     "depth_root",
     "depth_root_skin",
     "depth_ssi",
@@ -156,6 +162,7 @@ __all__ = [
     "resolve_weight",
     "rgb_l1",
     "scale_reg",
+    "skin_depth_change",
     "skinning_drift",
     "smooth_joints",
     "smooth_transl",

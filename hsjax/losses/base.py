@@ -34,6 +34,7 @@ from hsjax.body import BodyModel
 from hsjax.body import BodyOutput
 from hsjax.body import SMPLParams
 from hsjax.camera import Camera
+from hsjax.forward import RenderSettings
 from hsjax.gaussians import Gaussians
 
 # Keeps ratios finite where a mask or a depth map is empty.
@@ -80,6 +81,10 @@ class StepContext:
   # [N] int32 each Gaussian's nearest template vertex, searched every
   # FitConfig.camel_refresh_every steps; None: the terms use the anchor vertices.
   camel_nearest: jax.Array | None = None
+  # How `render` was rendered (static), for terms that render another per-Gaussian quantity
+  # with the same Gaussians, binning and blending weights.
+  render_settings: RenderSettings = flax.struct.field(pytree_node=False,
+                                                      default=RenderSettings())
 
   @property
   def gaussians(self) -> Gaussians:
