@@ -141,6 +141,11 @@ VARIANTS: dict[str, dict | str | tuple[str, dict]] = {
     # skin lifted onto it) instead of the sunk centres' (depth_relative_skin).
     "quality_depth_l1_skin": ("quality", {"loss_weights": fit.preset("quality").loss_weights + (
         ("depth_relative", 0.0), ("depth_relative_skin", 0.5))}),
+    # The quality preset with 8 frames a step instead of 4: each frame's pose is drawn, and
+    # refined, twice as often in the same number of steps (the preset's since 2026-12-06); and
+    # with 4, the preset until then.
+    "quality_batch8": ("quality", {"batch_frames": 8}),
+    "quality_batch4": ("quality", {"batch_frames": 4}),
 }
 # The 3D depth term on the centres, DEFAULT_LOSSES' until 2026-12-06: the variants above built
 # on the fast preset keep it unless they name depth_3d_relative_skin.

@@ -85,7 +85,8 @@ DEFAULT_LOSSES: dict[str, tuple[Weight, Term]] = {
     "depth_3d": (0.0, make_depth_chamfer()),
     "depth_relative": (0.5, depth_relative_l1),
     # The same on the skin's rendered depth (the centres under the skin lifted onto it), not
-    # the sunk centres'.
+    # the sunk centres': off, as the quality preset's dev sequences did not take it (novel
+    # view + novel pose -0.03 dB; BENCHMARKS.md, "Eight frames a step").
     "depth_relative_skin": (0.0, depth_relative_skin_l1),
     "depth_root": (0.5, depth_root),
     # The root placed for the skin under the centres the fit sinks below it: the quality
