@@ -134,17 +134,17 @@ VARIANTS: dict[str, dict | str | tuple[str, dict]] = {
         ("depth_3d_relative", 0.0), ("depth_3d_relative_skin", 1.0), ("depth_relative", 0.0))},
     # The fast preset as it was until 2026-12-05 (before the tether and the colour).
     "fast_2026_12_05": {"loss_weights": (("anchor_tether", 0.0),), "fill_unseen_at": 0},
-    # The quality preset (since 2026-12-06) with density control (_DENSITY_20K) in each round:
-    # a larger avatar on poses refined closer to the truth than when "quality_density" ran.
-    "quality_preset_density": ("quality", _DENSITY_20K),
-    # The quality preset with the rendered-depth L1 on the skin's depth (the centres under the
-    # skin lifted onto it) instead of the sunk centres' (depth_relative_skin).
-    "quality_depth_l1_skin": ("quality", {"loss_weights": fit.preset("quality").loss_weights + (
-        ("depth_relative", 0.0), ("depth_relative_skin", 0.5))}),
-    # The quality preset with 8 frames a step instead of 4: each frame's pose is drawn, and
-    # refined, twice as often in the same number of steps (the preset's since 2026-12-06); and
-    # with 4, the preset until then.
+    # The candidates of the quality preset's ninth choice (2026-12-06), on the preset of four
+    # frames a step: density control (_DENSITY_20K) in each round, a larger avatar on poses
+    # refined closer to the truth than when "quality_density" ran; the rendered-depth L1 on the
+    # skin's depth (the centres under the skin lifted onto it) instead of the sunk centres'
+    # (depth_relative_skin); eight frames a step instead of four (the preset's since then), so
+    # that each frame's pose is drawn, and refined, twice as often in as many steps.
+    "quality_preset_density": ("quality", {**_DENSITY_20K, "batch_frames": 4}),
+    "quality_depth_l1_skin": ("quality", {"batch_frames": 4, "loss_weights": fit.preset(
+        "quality").loss_weights + (("depth_relative", 0.0), ("depth_relative_skin", 0.5))}),
     "quality_batch8": ("quality", {"batch_frames": 8}),
+    # The quality preset until its ninth choice.
     "quality_batch4": ("quality", {"batch_frames": 4}),
 }
 # The 3D depth term on the centres, DEFAULT_LOSSES' until 2026-12-06: the variants above built
