@@ -140,6 +140,17 @@ def _moved_along_normals(scene, body_model, distance, tile_capacity: int = 256):
                                                           tile_capacity)})
 
 
+def _depth_below_skin(s, body_model):
+  """In numpy, of the posed centres of scene ``s``: ``(means, normals, below)``, the centres
+  [F, N, 3], their reference vertex's normal [F, N, 3] and how far [F, N] each lies under that
+  vertex's tangent plane (0 on or outside it)."""
+  nearest = np.asarray(losses.camel_nearest_vertices(s.params, s.ctx))
+  normals = np.asarray(body_lib.vertex_normals(s.ctx.body.vertices, body_model.faces))[:, nearest]
+  points = np.asarray(s.ctx.body.vertices)[:, nearest]
+  means = np.asarray(s.ctx.gaussians.means)
+  return means, normals, np.maximum(-np.sum((means - points) * normals, -1), 0.0)
+
+
 def test_depth_root_skin_places_the_body_for_the_skin_under_sunk_centres(scene, body_model):
   """Centres sunk 6 mm under the skin render a surface millimetres further away; the skin's
   offset (depth_offset + sunk_centres_depth) stays where it was. On or outside the skin
@@ -180,12 +191,7 @@ def test_depth_3d_onto_skin_pulls_the_skin_under_sunk_centres(scene, body_model)
   as if the lift were not there; with the offset removed, the offset is the skin's. Centres
   on or outside the skin are not moved."""
   sunk = _moved_along_normals(scene, body_model, -0.006)
-  nearest = np.asarray(losses.camel_nearest_vertices(sunk.params, sunk.ctx))
-  vertices = np.asarray(sunk.ctx.body.vertices)
-  normals = np.asarray(body_lib.vertex_normals(sunk.ctx.body.vertices, body_model.faces))
-  points, normals = vertices[:, nearest], normals[:, nearest]
-  means = np.asarray(sunk.ctx.gaussians.means)
-  below = np.maximum(-np.sum((means - points) * normals, -1), 0.0)
+  means, normals, below = _depth_below_skin(sunk, body_model)
   assert np.median(below[:, np.asarray(sunk.avatar.active)]) > 0.004
   lifted = jnp.asarray(means + below[..., None] * normals)
 
@@ -232,12 +238,7 @@ def test_depth_relative_skin_renders_the_depth_of_the_lifted_centres(scene, body
   # No tile overflows at this capacity: the brute force composites the same Gaussians.
   sunk = _moved_along_normals(scene, body_model, -0.006, tile_capacity=1024)
   assert not np.any(np.asarray(sunk.render.overflow))
-  nearest = np.asarray(losses.camel_nearest_vertices(sunk.params, sunk.ctx))
-  normals = np.asarray(body_lib.vertex_normals(sunk.ctx.body.vertices, body_model.faces))
-  points = np.asarray(sunk.ctx.body.vertices)[:, nearest]
-  normals = normals[:, nearest]
-  means = np.asarray(sunk.ctx.gaussians.means)
-  below = np.maximum(-np.sum((means - points) * normals, -1), 0.0)
+  _, normals, below = _depth_below_skin(sunk, body_model)
   change = np.asarray(losses.skin_depth_change(sunk.render, sunk.params, sunk.ctx))
   for f in range(2):
     g = jax.tree.map(lambda x: x[f], sunk.ctx.gaussians)  # pylint: disable=cell-var-from-loop
