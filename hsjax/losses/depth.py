@@ -120,9 +120,7 @@ def skin_depth_change(render, params, ctx) -> jax.Array:
   """
   sg = jax.lax.stop_gradient
   points, normals = _reference_surface(params, ctx)
-  lift = _lift_onto_skin(ctx.gaussians.means, points, normals)
-  axis = ctx.camera.world_to_cam[:, 2, :3]  # [F, 3] camera z axis in world coordinates
-  change = jnp.einsum("fj,fnj->fn", axis, lift)
+  change = _camera_axis_part(ctx, _lift_onto_skin(ctx.gaussians.means, points, normals))
   gaussians = jax.tree.map(sg, ctx.gaussians).replace(colors=change[..., None], sh=None)
   settings = ctx.render_settings
 
@@ -302,9 +300,15 @@ def _sunk_depth(render, ctx, normals, lift, seen=None) -> jax.Array:
   (``_seen`` with ``SEEN_MARGIN`` and no facing threshold)."""
   if seen is None:
     seen = _seen(render, ctx, normals, margin=SEEN_MARGIN, min_facing=0.0)
-  axis = ctx.camera.world_to_cam[:, 2, :3]  # [F, 3] camera z axis in world coordinates
-  change = jnp.einsum("fj,fnj->fn", axis, lift)
+  change = _camera_axis_part(ctx, lift)
   return jnp.sum(seen * change, 1) / jnp.maximum(jnp.sum(seen, 1), 1.0)
+
+
+def _camera_axis_part(ctx, moves) -> jax.Array:
+  """[F, N] the component of world-space ``moves`` [F, N, 3] along each frame's camera axis:
+  the change of camera depth they make, metres."""
+  axis = ctx.camera.world_to_cam[:, 2, :3]  # [F, 3] camera z axis in world coordinates
+  return jnp.einsum("fj,fnj->fn", axis, moves)
 
 
 def make_depth_chamfer(beta: float = 0.02, stride: int = 1, max_points: int = 512,
