@@ -803,6 +803,52 @@ def views_in_camera_frame(sequence, keep):
   return views
 
 
+ORACLE_OBSERVATIONS = ("keypoints", "masks")
+
+
+def with_true_observations(sequence, body_model, gt_masks, what):
+  """A video sequence whose observations are replaced by the synthetic truth (scoring aid).
+
+  With perfect 2D evidence, a refinement that reads only images (masks, RGB, 2D keypoints)
+  still cannot see depth; the joint fit from the same landmark initialisation then shows how
+  much of the initialisation's error image evidence can remove at all.
+
+  Args:
+    sequence: a video sequence (``hsjax.video.build_sequence``) whose ``gt`` holds the truth
+      of its frames in the camera frame.
+    body_model: the body model of the truth.
+    gt_masks: [T, H, W] the true masks of the same frames.
+    what: names from :data:`ORACLE_OBSERVATIONS`: ``keypoints`` — the true SMPL joints
+      projected, confidence 1; ``masks`` — the true masks.
+
+  Returns:
+    The sequence with those observations replaced (the landmark initialisation is kept).
+  """
+  import jax  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  import numpy as np  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax import body as body_lib  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax.camera import project_points  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  unknown = sorted(set(what) - set(ORACLE_OBSERVATIONS))
+  if unknown:
+    raise InputError(f"--oracle: unknown observation(s) {unknown}; expected some of "
+                     f"{list(ORACLE_OBSERVATIONS)}")
+  if sequence.gt is None:
+    raise InputError(f"sequence {sequence.name!r} has no ground truth to take observations from")
+  replaced = {}
+  if "keypoints" in what:
+    _, joints = body_lib.pose_frames_host(body_model, sequence.gt)
+    uv, _ = jax.vmap(project_points)(sequence.cameras, np.asarray(joints))
+    uv = np.asarray(uv, np.float32)
+    replaced["keypoints_2d"] = np.concatenate([uv, np.ones_like(uv[..., :1])], axis=-1)
+  if "masks" in what:
+    gt_masks = np.asarray(gt_masks, np.float32)
+    if gt_masks.shape != np.asarray(sequence.masks).shape:
+      raise InputError(f"true masks have shape {gt_masks.shape}, the sequence's "
+                       f"{np.asarray(sequence.masks).shape}")
+    replaced["masks"] = gt_masks
+  return dataclasses.replace(sequence, **replaced)
+
+
 def write_viewer(run_dir: str, sequence, body_model) -> None:
   """Writes ``<run_dir>/viewer/`` (the browser viewer; see experiments/view.py)."""
   from hsjax import io as io_lib  # pylint: disable=g-import-not-at-top,import-outside-toplevel

@@ -25,6 +25,10 @@ The refined avatar is also scored in ``--eval_views`` held-out views of each seq
 (re-expressed in the training camera's frame, the video fit's world): novel-view PSNR inside
 the person's box, plain and with each frame's body first moved rigidly onto the truth
 (``novel_view_aligned_psnr``), and the training view's.
+
+``--oracle=keypoints,masks`` hands the joint fit the true 2D joints and the true masks in place
+of MediaPipe's (the initialisation still reads MediaPipe's): the fit's improvement then bounds
+what any refinement from image evidence alone can gain over that initialisation.
 """
 
 from __future__ import annotations
@@ -74,6 +78,10 @@ _EVAL_VIEWS = flags.DEFINE_integer("eval_views", 4, "Held-out views rendered wit
                                    lower_bound=0)
 _EVAL_STRIDE = flags.DEFINE_integer("eval_stride", 3, "Score the held-out views on every n-th "
                                     "fitted frame.", lower_bound=1)
+_ORACLE = flags.DEFINE_list("oracle", [], "Observations the joint fit takes from the truth "
+                           "instead of MediaPipe: keypoints (the true joints projected), masks "
+                           "(the true masks). The initialisation still reads MediaPipe's: the "
+                           "fit then shows how much of its error image evidence can remove.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "runs/video_synthetic", "Where results go.")
 
 
@@ -141,6 +149,9 @@ def main(argv):
     if steps > 0:
       vseq, _ = video.build_sequence(spec, frames, obs, cams, init, keypoints, fps=seq.fps,
                                      gt=gt_k)
+      if _ORACLE.value:
+        vseq = common.with_true_observations(vseq, body_model, gt_masks, _ORACLE.value)
+        row["oracle"] = list(_ORACLE.value)
       weights = dict(video.VIDEO_LOSS_WEIGHTS)
       if _KEYPOINTS_WEIGHT.value >= 0:
         weights["keypoints_2d"] = _KEYPOINTS_WEIGHT.value

@@ -169,6 +169,32 @@ def test_views_in_camera_frame_see_the_camera_frame_body_as_the_views_see_the_wo
       np.testing.assert_allclose(got, want, atol=1e-2)  # pixels
 
 
+def test_true_observations_are_the_projected_true_joints_and_the_true_masks():
+  from hsjax import body as body_lib  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax import data  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  model = body_lib.load_body_model()
+  seq = data.synthetic_sequence("default", seed=0, num_frames=2, image_size=32,
+                                num_eval_views=0, num_novel_pose=0, cache_dir=False,
+                                body_model=model)
+  true_masks = np.asarray(seq.masks)[:, ::-1]  # any masks of the right shape
+  got = common.with_true_observations(seq, model, true_masks, ["keypoints", "masks"])
+  _, joints = body_lib.pose_frames_host(model, seq.gt)
+  cam = np.einsum("tij,tkj->tki", np.asarray(seq.cameras.world_to_cam)[:, :3, :3],
+                  np.asarray(joints)) + np.asarray(seq.cameras.world_to_cam)[:, None, :3, 3]
+  pixels = np.einsum("tij,tkj->tki", np.asarray(seq.cameras.K), cam)
+  np.testing.assert_allclose(got.keypoints_2d[..., :2], pixels[..., :2] / pixels[..., 2:],
+                             atol=1e-3)
+  np.testing.assert_array_equal(got.keypoints_2d[..., 2], 1.0)
+  np.testing.assert_array_equal(got.masks, true_masks)
+  np.testing.assert_array_equal(got.images, seq.images)
+  only_masks = common.with_true_observations(seq, model, true_masks, ["masks"])
+  assert only_masks.keypoints_2d is seq.keypoints_2d
+  with pytest.raises(common.InputError, match=r"unknown observation\(s\) \['depth'\]"):
+    common.with_true_observations(seq, model, true_masks, ["depth"])
+  with pytest.raises(common.InputError, match=r"true masks have shape \(2, 16, 16\)"):
+    common.with_true_observations(seq, model, true_masks[:, :16, :16], ["masks"])
+
+
 def test_parse_losses():
   assert common.parse_losses("") == ()
   assert common.parse_losses("rgb:1, mask:0.5,depth:0") == (("rgb", 1.0), ("mask", 0.5),
