@@ -70,7 +70,8 @@ def depth_and_image_plane_error(joints, truth):
   import numpy as np  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   error = (joints - joints[:, :1]) - (truth - truth[:, :1])
   error = 1000.0 * error[:, 1:]
-  return float(np.mean(np.abs(error[..., 2]))), float(np.mean(np.linalg.norm(error[..., :2], axis=-1)))
+  along = float(np.mean(np.abs(error[..., 2])))
+  return along, float(np.mean(np.linalg.norm(error[..., :2], axis=-1)))
 
 
 def projected_error_px(joints, truth, K):
