@@ -806,6 +806,14 @@ def views_in_camera_frame(sequence, keep):
 ORACLE_OBSERVATIONS = ("keypoints", "masks")
 
 
+def check_oracle_observations(names) -> None:
+  """Raises InputError unless every name is one of :data:`ORACLE_OBSERVATIONS`."""
+  unknown = sorted(set(names) - set(ORACLE_OBSERVATIONS))
+  if unknown:
+    raise InputError(f"--oracle: unknown observation(s) {unknown}; expected some of "
+                     f"{list(ORACLE_OBSERVATIONS)}")
+
+
 def with_true_observations(sequence, body_model, gt_masks, what):
   """A video sequence whose observations are replaced by the synthetic truth (scoring aid).
 
@@ -828,10 +836,7 @@ def with_true_observations(sequence, body_model, gt_masks, what):
   import numpy as np  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   from hsjax import body as body_lib  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   from hsjax.camera import project_points  # pylint: disable=g-import-not-at-top,import-outside-toplevel
-  unknown = sorted(set(what) - set(ORACLE_OBSERVATIONS))
-  if unknown:
-    raise InputError(f"--oracle: unknown observation(s) {unknown}; expected some of "
-                     f"{list(ORACLE_OBSERVATIONS)}")
+  check_oracle_observations(what)
   if sequence.gt is None:
     raise InputError(f"sequence {sequence.name!r} has no ground truth to take observations from")
   replaced = {}

@@ -108,6 +108,7 @@ def main(argv):
   from hsjax import fit  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   from hsjax import metrics  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   from hsjax import video  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  common.check_oracle_observations(_ORACLE.value)  # before minutes of observing
   ok, reason = video.mediapipe_available()
   if not ok:
     raise common.InputError(reason)

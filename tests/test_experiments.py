@@ -195,6 +195,14 @@ def test_true_observations_are_the_projected_true_joints_and_the_true_masks():
     common.with_true_observations(seq, model, true_masks[:, :16, :16], ["masks"])
 
 
+def test_video_synthetic_refuses_an_unknown_oracle_before_any_work(tmp_path):
+  _fails(run_script("video_synthetic", "--oracle=keypoints,depth",
+                    f"--output_dir={tmp_path}"), 2,
+         r"--oracle: unknown observation\(s\) \['depth'\]; expected some of "
+         r"\['keypoints', 'masks'\]")
+  assert not os.listdir(tmp_path)
+
+
 def test_parse_losses():
   assert common.parse_losses("") == ()
   assert common.parse_losses("rgb:1, mask:0.5,depth:0") == (("rgb", 1.0), ("mask", 0.5),
