@@ -28,6 +28,7 @@ import os
 import pickle
 import platform
 import tempfile
+import sys
 import time
 
 from absl import app
@@ -37,6 +38,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from hsjax import body
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # pylint: disable=g-import-not-at-top,wrong-import-position  # experiments/common.py
 
 _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["1", "64", "1024"], "Batch sizes to time.")
 _MODEL = flags.DEFINE_string("model", "default",
@@ -56,15 +60,6 @@ _SKIP_SMPLX = flags.DEFINE_bool("skip_smplx", False, "Time hsjax only.")
 _OUT = flags.DEFINE_string("out", "bench_body.json", "JSON output path.")
 
 
-def _rss_bytes(field: str) -> int:
-  """``VmRSS`` / ``VmHWM`` of this process from /proc (bytes)."""
-  with open("/proc/self/status", encoding="ascii") as f:
-    for line in f:
-      if line.startswith(field + ":"):
-        return int(line.split()[1]) * 1024
-  raise RuntimeError(f"/proc/self/status has no {field}")
-
-
 def _reset_peak_rss() -> bool:
   """Resets VmHWM to the current RSS (Linux ``clear_refs`` 5); False where not allowed."""
   try:
@@ -79,7 +74,7 @@ def _time_calls(fn, repeats: int, warmup: int) -> dict:
   for _ in range(warmup):
     fn()
   gc.collect()
-  rss_before = _rss_bytes("VmRSS")
+  rss_before = common.process_memory_bytes("VmRSS")
   peak_ok = _reset_peak_rss()
   times, cpu_times = [], []
   for _ in range(repeats):
@@ -89,7 +84,7 @@ def _time_calls(fn, repeats: int, warmup: int) -> dict:
     cpu_times.append(time.process_time() - cpu_start)
     if len(times) >= 5 and sum(times) > _BUDGET_S.value:
       break
-  peak = _rss_bytes("VmHWM") - rss_before if peak_ok else None
+  peak = common.process_memory_bytes("VmHWM") - rss_before if peak_ok else None
   times = np.asarray(times) * 1e3
   return {"median_ms": float(np.median(times)), "p10_ms": float(np.percentile(times, 10)),
           # CPU time of the process (all threads): steadier than wall time on a shared machine.

@@ -47,6 +47,9 @@ import time
 from absl import app
 from absl import flags
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # pylint: disable=g-import-not-at-top,wrong-import-position  # experiments/common.py
+
 _OUT = flags.DEFINE_string("out", "bench_scaling.json", "JSON output path.")
 _MD = flags.DEFINE_string("markdown", "", "Also write the Markdown table to this path.")
 _REPEATS = flags.DEFINE_integer("repeats", 10, "Timed steps per point.", lower_bound=3)
@@ -67,19 +70,13 @@ SWEEPS = {
 
 
 def peak_rss_gb() -> float:
-  """This process's peak resident memory, GiB: Linux's ``VmHWM`` where there is one.
-
-  ``ru_maxrss`` survives ``exec``: a point's process started by a parent that had just
-  generated a long sequence would report the parent's memory. ``VmHWM`` belongs to the
-  process image and starts afresh with it."""
+  """This process's peak resident memory, GiB: ``VmHWM`` (``common.process_memory_bytes``: a
+  point's process is started by a parent that may have just generated a long sequence), or
+  ``ru_maxrss`` where there is no /proc."""
   try:
-    with open("/proc/self/status") as f:
-      for line in f:
-        if line.startswith("VmHWM:"):
-          return int(line.split()[1]) / 2**20  # kB
-  except OSError:
-    pass
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return common.process_memory_bytes("VmHWM") / 2**30
+  except (OSError, RuntimeError):
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kB
 
 
 def measure(point: dict, repeats: int) -> dict:

@@ -81,6 +81,23 @@ def run(main: Callable[[list[str]], Any]) -> None:
   app.run(guarded)
 
 
+def process_memory_bytes(field: str) -> int:
+  """``VmRSS`` (now) or ``VmHWM`` (peak) of this process from /proc/self/status, bytes.
+
+  Unlike ``getrusage``'s ``ru_maxrss``, which survives ``exec`` and so reports a large
+  parent's memory in the process it started, ``VmHWM`` belongs to the process image.
+
+  Raises:
+    OSError: where there is no /proc (not Linux).
+    RuntimeError: when the status has no such field.
+  """
+  with open("/proc/self/status", encoding="ascii") as f:
+    for line in f:
+      if line.startswith(field + ":"):
+        return int(line.split()[1]) * 1024  # kB
+  raise RuntimeError(f"/proc/self/status has no {field}")
+
+
 def init_jax() -> None:
   """Lets ``--jax_platforms`` & co. work (call before defining this script's flags)."""
   import jax  # pylint: disable=g-import-not-at-top,import-outside-toplevel

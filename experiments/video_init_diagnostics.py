@@ -74,15 +74,14 @@ def depth_and_image_plane_error(joints, truth):
   return along, float(np.mean(np.linalg.norm(error[..., :2], axis=-1)))
 
 
-def projected_error_px(joints, truth, K):
-  """Mean distance in pixels of the projected joints [T, 24, 3] to the true ones (K [T, 3, 3])."""
+def projected_error_px(joints, truth, cameras):
+  """Mean distance in pixels of the projected joints [T, 24, 3] to the true ones (T cameras)."""
+  import jax  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   import numpy as np  # pylint: disable=g-import-not-at-top,import-outside-toplevel
-
-  def project(x):
-    uvw = np.einsum("tij,tkj->tki", K, x)
-    return uvw[..., :2] / uvw[..., 2:]
-
-  return float(np.mean(np.linalg.norm(project(joints) - project(truth), axis=-1)))
+  from hsjax.camera import project_points  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  project = jax.vmap(project_points)
+  error = project(cameras, np.asarray(joints))[0] - project(cameras, np.asarray(truth))[0]
+  return float(np.mean(np.linalg.norm(np.asarray(error), axis=-1)))
 
 
 def undo_flips(joints, truth, parents):
@@ -113,6 +112,7 @@ def main(argv):
   from hsjax import data  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   from hsjax import metrics  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   from hsjax import video  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from hsjax.camera import Camera  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   ok, reason = video.mediapipe_available()
   if not ok:
     raise common.InputError(reason)
@@ -161,7 +161,9 @@ def main(argv):
            "mpjpe_fewer_bones": root_relative_mpjpe(joints_fewer, truth),
            "pa_mpjpe_fewer_bones": pa_mpjpe(joints_fewer, truth)}
     row["depth_error_mm"], row["image_plane_error_mm"] = depth_and_image_plane_error(joints, truth)
-    row["projected_error_px"] = projected_error_px(joints, truth, np.asarray(cams.K)[keep])
+    kept_cameras = Camera(K=np.asarray(cams.K)[keep], world_to_cam=np.asarray(
+        cams.world_to_cam)[keep], width=cams.width, height=cams.height)
+    row["projected_error_px"] = projected_error_px(joints, truth, kept_cameras)
     rows.append(row)
     print(json.dumps({k: v for k, v in row.items() if k != "flips"}), flush=True)
   with open(os.path.join(_OUTPUT_DIR.value, "results.json"), "w") as f:
